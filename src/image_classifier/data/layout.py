@@ -1,0 +1,139 @@
+"""The canonical prepared-dataset layout shared by every dataset.
+
+``ROOT/{train,val,test}/<class>/<file>.jpg`` plus ``classes.json`` (ordered class names),
+``manifest.csv`` (split, class, path, width, height, bytes, md5) and ``summary.json``
+(counts per split and class, skipped files with reasons, source). ``summary.json`` is
+written last and the directory is renamed into place, so a directory that has it is
+complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from image_classifier.errors import DataError
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MANIFEST_FIELDS: tuple[str, ...] = ("split", "class", "path", "width", "height", "bytes", "md5")
+
+
+@dataclass
+class Sample:
+    """One image on its way into a prepared dataset."""
+
+    split: str
+    label: str
+    image: Image.Image
+    quality: int = 90
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    """A prepared dataset on disk."""
+
+    root: Path
+    classes: list[str]
+    summary: dict[str, Any] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """md5 of the manifest: changes whenever any image, label or split changes."""
+        return hashlib.md5((self.root / "manifest.csv").read_bytes()).hexdigest()
+
+    def split_dir(self, split: str) -> Path:
+        return self.root / split
+
+
+def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def write_prepared_dataset(
+    root: Path,
+    classes: list[str],
+    samples: Iterable[Sample],
+    source: dict[str, Any],
+    skipped: Iterable[dict[str, str]] = (),
+) -> PreparedDataset:
+    """Write ``samples`` into ``root`` in the canonical layout; all or nothing."""
+    root = Path(root)
+    staging = root.with_name(f".{root.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    counts: Counter[tuple[str, str]] = Counter()
+    rows: list[dict[str, Any]] = []
+    try:
+        for sample in samples:
+            if sample.split not in SPLITS or sample.label not in classes:
+                raise ValueError(f"unexpected split/class {sample.split}/{sample.label}")
+            counts[(sample.split, sample.label)] += 1
+            name = sample.name or f"{counts[(sample.split, sample.label)]:06d}.jpg"
+            relative = Path(sample.split) / sample.label / name
+            payload = encode_jpeg(sample.image, sample.quality)
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_bytes(payload)
+            width, height = sample.image.size
+            rows.append(
+                {
+                    "split": sample.split,
+                    "class": sample.label,
+                    "path": relative.as_posix(),
+                    "width": width,
+                    "height": height,
+                    "bytes": len(payload),
+                    "md5": hashlib.md5(payload).hexdigest(),
+                }
+            )
+        with open(staging / "manifest.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        (staging / "classes.json").write_text(json.dumps(classes, indent=2))
+        summary = {
+            "classes": classes,
+            "counts": {
+                split: {label: counts[(split, label)] for label in classes}
+                for split in SPLITS
+                if any(counts[(split, label)] for label in classes)
+            },
+            "total": len(rows),
+            "skipped": list(skipped),
+            "source": source,
+        }
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        if root.exists():
+            shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return load_prepared_dataset(root)
+
+
+def is_prepared(root: Path) -> bool:
+    return (Path(root) / "summary.json").is_file()
+
+
+def load_prepared_dataset(root: Path, hint: str = "") -> PreparedDataset:
+    """Open a prepared dataset, or fail with a one-line message saying how to get it."""
+    root = Path(root)
+    if not is_prepared(root):
+        how = f" Run `{hint}` to prepare it." if hint else ""
+        raise DataError(f"No prepared dataset at {root}.{how}")
+    summary = json.loads((root / "summary.json").read_text())
+    classes = json.loads((root / "classes.json").read_text())
+    return PreparedDataset(root=root, classes=classes, summary=summary)

@@ -1,0 +1,103 @@
+"""Datasets and DataLoaders for a prepared dataset, with timm's transforms."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from timm.data import create_transform
+from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
+
+from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
+from image_classifier.data.shapes import ShapesSpec, generate_shapes
+from image_classifier.errors import DataError
+
+log = logging.getLogger(__name__)
+
+KNOWN_DATASETS: tuple[str, ...] = ("shapes", "animals_v2", "cifar10", "cats_vs_dogs")
+
+
+@dataclass
+class DataLoaders:
+    """The prepared dataset and one loader per split that it has."""
+
+    dataset: PreparedDataset
+    loaders: dict[str, DataLoader]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+
+def prepared_root(data_cfg: Any) -> Path:
+    return Path(data_cfg.root) / "processed" / data_cfg.name
+
+
+def open_dataset(data_cfg: Any) -> PreparedDataset:
+    """The prepared dataset named by ``data_cfg``; the embedded one is generated on first use."""
+    if data_cfg.name not in KNOWN_DATASETS:
+        raise DataError(f"Unknown dataset '{data_cfg.name}'. Known: {', '.join(KNOWN_DATASETS)}.")
+    root = prepared_root(data_cfg)
+    if data_cfg.name == "shapes" and not is_prepared(root):
+        spec = ShapesSpec(**data_cfg.get("generate", {}))
+        log.info("Generating the embedded shapes dataset into %s", root)
+        return generate_shapes(root, spec)
+    return load_prepared_dataset(root, hint=f"invoke data {data_cfg.name} --root {data_cfg.root}")
+
+
+def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool) -> Any:
+    """timm's train or eval transform for the model's input size, mean and std."""
+    common = {
+        "input_size": data_config["input_size"],
+        "interpolation": data_config.get("interpolation", "bilinear"),
+        "mean": data_config["mean"],
+        "std": data_config["std"],
+        "crop_pct": data_cfg.crop_pct,
+    }
+    if not training:
+        return create_transform(is_training=False, **common)
+    augment = data_cfg.augment
+    return create_transform(
+        is_training=True,
+        scale=tuple(augment.scale),
+        ratio=tuple(augment.ratio),
+        hflip=augment.hflip,
+        vflip=augment.vflip,
+        color_jitter=augment.color_jitter,
+        auto_augment=augment.auto_augment,
+        re_prob=augment.re_prob,
+        **{k: v for k, v in common.items() if k != "crop_pct"},
+    )
+
+
+def build_dataloaders(data_cfg: Any, data_config: dict[str, Any], seed: int) -> DataLoaders:
+    """One DataLoader per split; training shuffles with a seeded generator."""
+    dataset = open_dataset(data_cfg)
+    loaders: dict[str, DataLoader] = {}
+    for split in SPLITS:
+        split_dir = dataset.split_dir(split)
+        if not split_dir.is_dir():
+            continue
+        training = split == "train"
+        images = ImageFolder(str(split_dir), transform=build_transforms(data_cfg, data_config, training))
+        if images.classes != dataset.classes:
+            raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
+        workers = int(data_cfg.num_workers)
+        loaders[split] = DataLoader(
+            images,
+            batch_size=int(data_cfg.batch_size),
+            shuffle=training,
+            drop_last=training and len(images) > int(data_cfg.batch_size),
+            num_workers=workers,
+            pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(seed),
+        )
+    for required in ("train", "val"):
+        if required not in loaders:
+            raise DataError(f"{dataset.root} has no '{required}' split.")
+    return DataLoaders(dataset=dataset, loaders=loaders)

@@ -1,0 +1,108 @@
+"""The epoch loops shared by training and evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
+    """``torch.autocast`` for a mixed precision, a no-op for ``32``."""
+    dtype = PRECISIONS[str(precision)]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class StepState:
+    """What the per-step callback is told."""
+
+    step: int
+    loss: float
+    lr: float
+
+
+def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for images, targets in loader:
+        yield (
+            images.to(device, non_blocking=True, memory_format=memory_format),
+            targets.to(device, non_blocking=True),
+        )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object,
+    scaler: torch.amp.GradScaler,
+    *,
+    device: torch.device,
+    precision: str,
+    epoch: int,
+    step: int,
+    clip_grad_norm: float | None = None,
+    channels_last: bool = False,
+    on_step: Callable[[StepState], None] | None = None,
+) -> tuple[dict[str, float], int]:
+    """One pass over ``loader``; returns mean loss and accuracy, and the updated global step."""
+    model.train()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    progress = tqdm(_batches(loader, device, channels_last), total=len(loader), desc=f"epoch {epoch}", leave=False)
+    for images, targets in progress:
+        with autocast(device, precision):
+            logits = model(images)
+            loss = loss_fn(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip_grad_norm:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        step += 1
+        scheduler.step_update(num_updates=step)  # type: ignore[attr-defined]
+
+        batch = targets.shape[0]
+        seen += batch
+        total_loss += loss.detach() * batch
+        correct += (logits.argmax(dim=1) == targets).sum()
+        lr = optimizer.param_groups[0]["lr"]
+        progress.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}", lr=f"{lr:.2e}")
+        if on_step is not None:
+            on_step(StepState(step=step, loss=loss.item(), lr=lr))
+    return {"loss": total_loss.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1)}, step
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    precision: str,
+    channels_last: bool = False,
+    desc: str = "predict",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (float32, on the CPU) and targets for every sample of ``loader``, in order."""
+    model.eval()
+    all_logits, all_targets = [], []
+    for images, targets in tqdm(_batches(loader, device, channels_last), total=len(loader), desc=desc, leave=False):
+        with autocast(device, precision):
+            logits = model(images)
+        all_logits.append(logits.float().cpu())
+        all_targets.append(targets.cpu())
+    return torch.cat(all_logits), torch.cat(all_targets)

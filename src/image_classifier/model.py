@@ -1,0 +1,102 @@
+"""Build a classifier by name: any timm model, or the small baseline CNN."""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from typing import Any
+
+import timm
+import torch
+from timm.data import resolve_data_config
+from torch import nn
+
+from image_classifier.errors import ConfigError
+
+BASELINE_CNN = "baseline_cnn"
+
+
+class BaselineCNN(nn.Module):
+    """Four conv-BN-ReLU stages with max pooling, global average pooling and a linear head."""
+
+    def __init__(self, num_classes: int, in_chans: int = 3, width: int = 32, drop_rate: float = 0.1) -> None:
+        super().__init__()
+        stages: list[nn.Module] = []
+        channels = in_chans
+        for stage in range(4):
+            out = width * 2**stage
+            stages += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2) if stage < 3 else nn.Identity(),
+            ]
+            channels = out
+        self.features = nn.Sequential(*stages)
+        self.num_features = channels
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(channels, num_classes))
+        self.pretrained_cfg: dict[str, Any] = {
+            "input_size": (3, 224, 224),
+            "interpolation": "bilinear",
+            "mean": (0.485, 0.456, 0.406),
+            "std": (0.229, 0.224, 0.225),
+            "crop_pct": 1.0,
+        }
+
+    def get_classifier(self) -> nn.Module:
+        return self.head[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+@cache
+def available_models() -> tuple[str, ...]:
+    return (BASELINE_CNN, *timm.list_models())
+
+
+def check_model_name(name: str) -> None:
+    """Fail with a one-line error that suggests close names when ``name`` is unknown."""
+    if name == BASELINE_CNN or timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, available_models(), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(close)}?" if close else " See `timm.list_models()` for names."
+    raise ConfigError(f"Unknown model '{name}'.{hint}")
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = False,
+    weights: str | None = None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Create ``name`` with a ``num_classes`` head.
+
+    ``weights`` is a local weights file for the timm model (its head is replaced for
+    ``num_classes``); ``pretrained`` loads timm's own weights from the hub.
+    """
+    check_model_name(name)
+    if name == BASELINE_CNN:
+        return BaselineCNN(num_classes=num_classes, drop_rate=drop_rate, **kwargs)
+    if drop_path_rate is not None:
+        kwargs["drop_path_rate"] = drop_path_rate
+    if weights:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+    return timm.create_model(name, pretrained=pretrained or bool(weights), num_classes=num_classes, drop_rate=drop_rate, **kwargs)
+
+
+def model_data_config(model: nn.Module, image_size: int) -> dict[str, Any]:
+    """The model's input config (mean, std, interpolation) at ``image_size`` pixels."""
+    config = resolve_data_config({"input_size": (3, image_size, image_size)}, model=model)
+    return {key: (tuple(value) if isinstance(value, (list, tuple)) else value) for key, value in config.items()}
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

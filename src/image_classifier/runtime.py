@@ -1,0 +1,71 @@
+"""Process-level set-up: project root, device choice, seeding, one-line error reporting."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from image_classifier.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def project_root() -> Path:
+    """The directory holding ``configs/``: ``$PROJECT_ROOT``, the source checkout, or the cwd."""
+    if "PROJECT_ROOT" in os.environ:
+        return Path(os.environ["PROJECT_ROOT"]).resolve()
+    checkout = Path(__file__).resolve().parents[2]
+    return checkout if (checkout / "configs").is_dir() else Path.cwd().resolve()
+
+
+def config_dir() -> str:
+    os.environ.setdefault("PROJECT_ROOT", str(project_root()))
+    return str(project_root() / "configs")
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; a forced device must exist."""
+    has_mps = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": has_mps}
+    if name not in available:
+        raise ConfigError(f"trainer.device={name} is not one of auto, cpu, cuda, mps.")
+    if not available[name]:
+        raise ConfigError(f"trainer.device={name} but {name} is not available here; use trainer.device=auto or cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; with ``deterministic`` also force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def report_user_errors(func: F) -> F:
+    """Turn a :class:`UserError` into one ``error: ...`` line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
