@@ -92,9 +92,15 @@ def create_model(
     return timm.create_model(name, pretrained=pretrained or bool(weights), num_classes=num_classes, drop_rate=drop_rate, **kwargs)
 
 
-def model_data_config(model: nn.Module, image_size: int) -> dict[str, Any]:
-    """The model's input config (mean, std, interpolation) at ``image_size`` pixels."""
-    config = resolve_data_config({"input_size": (3, image_size, image_size)}, model=model)
+def model_data_config(model: nn.Module, image_size: int, crop_pct: float | None = None) -> dict[str, Any]:
+    """The model's input config (mean, std, interpolation) at ``image_size`` pixels.
+
+    ``crop_pct`` overrides the model's evaluation centre-crop fraction.
+    """
+    args: dict[str, Any] = {"input_size": (3, image_size, image_size)}
+    if crop_pct is not None:
+        args["crop_pct"] = crop_pct
+    config = resolve_data_config(args, model=model)
     return {key: (tuple(value) if isinstance(value, (list, tuple)) else value) for key, value in config.items()}
 
 

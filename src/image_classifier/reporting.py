@@ -19,8 +19,8 @@ def write_metrics(path: Path, metrics: dict[str, float]) -> Path:
     return path
 
 
-def print_metrics_table(metrics: dict[str, float], title: str, per_class: bool = False) -> None:
-    """Headline metrics by split (rows) and metric (columns); per-class values optionally."""
+def print_metrics_table(metrics: dict[str, float], title: str) -> None:
+    """Headline metrics (``split/name`` keys) as a table: splits are rows, metrics columns."""
     order = ["train", "val", "test"]
     headline = {k: v for k, v in metrics.items() if k.count("/") == 1 and k.split("/")[0] in order}
     splits = sorted({k.split("/")[0] for k in headline}, key=order.index)
@@ -31,17 +31,15 @@ def print_metrics_table(metrics: dict[str, float], title: str, per_class: bool =
         table.add_column(name, justify="right")
     for split in splits:
         table.add_row(split, *(f"{headline[f'{split}/{n}']:.4f}" if f"{split}/{n}" in headline else "" for n in names))
-    console = Console(width=max(100, 14 * (len(names) + 1)))
-    console.print(table)
-    if per_class:
-        _print_per_class(console, metrics)
+    Console(width=max(100, 14 * (len(names) + 1))).print(table)
 
 
-def _print_per_class(console: Console, metrics: dict[str, float]) -> None:
+def print_per_class_table(metrics: dict[str, float]) -> None:
+    """Per-class precision, recall and F1 from ``precision/<class>``-style keys."""
     classes = list(dict.fromkeys(k.split("/", 1)[1] for k in metrics if k.startswith("f1/")))
     table = Table(title="Per class", title_justify="left")
     for column in ("class", "precision", "recall", "f1"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for label in classes:
         table.add_row(label, *(f"{metrics[f'{m}/{label}']:.4f}" for m in ("precision", "recall", "f1")))
-    console.print(table)
+    Console(width=100).print(table)

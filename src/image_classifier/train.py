@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = create_model(
         cfg.model.name, num_classes=len(classes), pretrained=cfg.model.pretrained, weights=cfg.model.weights, **kwargs
     )
-    data_config = model_data_config(model, cfg.data.image_size)
+    data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
     data = build_dataloaders(cfg.data, data_config, seed=cfg.trainer.seed)
     model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
     train_model: nn.Module = torch.compile(model) if cfg.trainer.compile else model  # type: ignore[assignment]

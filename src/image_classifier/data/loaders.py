@@ -15,6 +15,7 @@ from torchvision.datasets import ImageFolder
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.errors import DataError
+from image_classifier.preprocess import eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,8 @@ def open_dataset(data_cfg: Any) -> PreparedDataset:
 
 def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool) -> Any:
     """timm's train or eval transform for the model's input size, mean and std."""
-    common = {
-        "input_size": data_config["input_size"],
-        "interpolation": data_config.get("interpolation", "bilinear"),
-        "mean": data_config["mean"],
-        "std": data_config["std"],
-        "crop_pct": data_cfg.crop_pct,
-    }
     if not training:
-        return create_transform(is_training=False, **common)
+        return eval_transform(data_config)
     augment = data_cfg.augment
     return create_transform(
         is_training=True,
@@ -70,34 +64,42 @@ def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool)
         color_jitter=augment.color_jitter,
         auto_augment=augment.auto_augment,
         re_prob=augment.re_prob,
-        **{k: v for k, v in common.items() if k != "crop_pct"},
+        input_size=data_config["input_size"],
+        interpolation=data_config.get("interpolation", "bilinear"),
+        mean=data_config["mean"],
+        std=data_config["std"],
+    )
+
+
+def split_loader(
+    data_cfg: Any, dataset: PreparedDataset, split: str, data_config: dict[str, Any], seed: int, training: bool = False
+) -> DataLoader:
+    """A DataLoader over one split; training shuffles with a seeded generator and augments."""
+    split_dir = dataset.split_dir(split)
+    if not split_dir.is_dir():
+        raise DataError(f"{dataset.root} has no '{split}' split.")
+    images = ImageFolder(str(split_dir), transform=build_transforms(data_cfg, data_config, training))
+    if images.classes != dataset.classes:
+        raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
+    workers = int(data_cfg.num_workers)
+    return DataLoader(
+        images,
+        batch_size=int(data_cfg.batch_size),
+        shuffle=training,
+        drop_last=training and len(images) > int(data_cfg.batch_size),
+        num_workers=workers,
+        pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
 def build_dataloaders(data_cfg: Any, data_config: dict[str, Any], seed: int) -> DataLoaders:
-    """One DataLoader per split; training shuffles with a seeded generator."""
+    """One DataLoader per split that the dataset has; ``train`` and ``val`` are required."""
     dataset = open_dataset(data_cfg)
-    loaders: dict[str, DataLoader] = {}
-    for split in SPLITS:
-        split_dir = dataset.split_dir(split)
-        if not split_dir.is_dir():
-            continue
-        training = split == "train"
-        images = ImageFolder(str(split_dir), transform=build_transforms(data_cfg, data_config, training))
-        if images.classes != dataset.classes:
-            raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
-        workers = int(data_cfg.num_workers)
-        loaders[split] = DataLoader(
-            images,
-            batch_size=int(data_cfg.batch_size),
-            shuffle=training,
-            drop_last=training and len(images) > int(data_cfg.batch_size),
-            num_workers=workers,
-            pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            generator=torch.Generator().manual_seed(seed),
-        )
-    for required in ("train", "val"):
-        if required not in loaders:
-            raise DataError(f"{dataset.root} has no '{required}' split.")
+    loaders = {
+        split: split_loader(data_cfg, dataset, split, data_config, seed, training=split == "train")
+        for split in SPLITS
+        if dataset.split_dir(split).is_dir() or split in ("train", "val")
+    }
     return DataLoaders(dataset=dataset, loaders=loaders)

@@ -1,0 +1,1 @@
+"""Datasets: sources, the embedded generated dataset, the prepared layout and the loaders."""

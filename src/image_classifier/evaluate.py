@@ -1,0 +1,80 @@
+"""Hydra entry point: ``python -m image_classifier.evaluate checkpoint=PATH [overrides]``."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from image_classifier.checkpoint import load_bundle
+from image_classifier.data.loaders import open_dataset, split_loader
+from image_classifier.engine import predict
+from image_classifier.errors import CheckpointError, ConfigError
+from image_classifier.metrics import classification_metrics, confusion_matrix
+from image_classifier.plots import plot_confusion_matrix
+from image_classifier.reporting import print_metrics_table, print_per_class_table, write_metrics
+from image_classifier.runtime import config_dir, report_user_errors, select_device
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Evaluate a bundle on one split; writes metrics.json, predictions.csv and the confusion matrix."""
+    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
+        raise ConfigError("No checkpoint given: pass checkpoint=PATH/TO/best.pt.")
+    bundle = load_bundle(cfg.checkpoint)
+    dataset = open_dataset(cfg.data)
+    if dataset.classes != bundle.classes:
+        raise CheckpointError(
+            f"The checkpoint's classes {bundle.classes} do not match {cfg.data.name}'s classes {dataset.classes}."
+        )
+    device = select_device(cfg.trainer.device)
+    output_dir = Path(cfg.paths.output_dir)
+    loader = split_loader(cfg.data, dataset, cfg.split, bundle.data_config, seed=cfg.trainer.seed)
+    model = bundle.build_model().to(device)
+    logits, targets = predict(model, loader, device=device, precision=str(cfg.trainer.precision), desc=cfg.split)
+
+    metrics = classification_metrics(logits, targets, bundle.classes)
+    matrix = confusion_matrix(logits, targets, len(bundle.classes))
+    write_metrics(output_dir / "metrics.json", metrics)
+    plot_confusion_matrix(matrix, bundle.classes, output_dir / "figures" / "confusion_matrix.png", title=f"{cfg.split} confusion matrix")
+    write_predictions(output_dir / "predictions.csv", loader.dataset.samples, logits, bundle.classes)  # type: ignore[attr-defined]
+    if cfg.get("report_dir"):
+        publish(output_dir, Path(cfg.report_dir))
+    print_metrics_table({f"{cfg.split}/{k}": v for k, v in metrics.items()}, title=f"{cfg.checkpoint} on {cfg.data.name}")
+    print_per_class_table(metrics)
+    log.info("Wrote %s", output_dir)
+    return metrics
+
+
+def write_predictions(path: Path, samples: list[tuple[str, int]], logits: torch.Tensor, classes: list[str]) -> None:
+    """One row per image: path, true class, predicted class, confidence."""
+    probs = logits.softmax(dim=1)
+    confidence, predicted = probs.max(dim=1)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "prediction", "confidence"])
+        for (image_path, target), pred, conf in zip(samples, predicted.tolist(), confidence.tolist(), strict=True):
+            writer.writerow([image_path, classes[target], classes[pred], f"{conf:.6f}"])
+
+
+def publish(output_dir: Path, report_dir: Path) -> None:
+    """Copy the metrics and figures to ``report_dir`` (the pipeline's reports/)."""
+    (report_dir / "figures").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(output_dir / "metrics.json", report_dir / "metrics.json")
+    shutil.copy2(output_dir / "figures" / "confusion_matrix.png", report_dir / "figures" / "confusion_matrix.png")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
+@report_user_errors
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()
