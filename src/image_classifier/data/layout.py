@@ -4,7 +4,8 @@
 ``manifest.csv`` (split, class, path, width, height, bytes, md5) and ``summary.json``
 (counts per split and class, skipped files with reasons, source). ``summary.json`` is
 written last and the directory is renamed into place, so a directory that has it is
-complete.
+complete. Class folders are the class names in sorted order, as torchvision's
+``ImageFolder`` numbers them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class Sample:
     image: Image.Image
     quality: int = 90
     name: str | None = None
+    data: bytes | None = None
+    """Encoded image to write as is (already checked); otherwise ``image`` is encoded as JPEG."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,16 @@ def write_prepared_dataset(
     samples: Iterable[Sample],
     source: dict[str, Any],
     skipped: Iterable[dict[str, str]] = (),
+    extra: dict[str, Any] | None = None,
 ) -> PreparedDataset:
-    """Write ``samples`` into ``root`` in the canonical layout; all or nothing."""
+    """Write ``samples`` into ``root`` in the canonical layout; all or nothing.
+
+    ``skipped`` is read after every sample has been written, so a generator may fill it as it
+    goes; ``extra`` adds keys to ``summary.json``.
+    """
     root = Path(root)
+    if list(classes) != sorted(classes):
+        raise ValueError(f"classes must be in sorted order, as ImageFolder numbers them: {classes}")
     staging = root.with_name(f".{root.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     counts: Counter[tuple[str, str]] = Counter()
@@ -83,7 +93,7 @@ def write_prepared_dataset(
             counts[(sample.split, sample.label)] += 1
             name = sample.name or f"{counts[(sample.split, sample.label)]:06d}.jpg"
             relative = Path(sample.split) / sample.label / name
-            payload = encode_jpeg(sample.image, sample.quality)
+            payload = sample.data if sample.data is not None else encode_jpeg(sample.image, sample.quality)
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             (staging / relative).write_bytes(payload)
             width, height = sample.image.size
@@ -103,6 +113,7 @@ def write_prepared_dataset(
             writer.writeheader()
             writer.writerows(rows)
         (staging / "classes.json").write_text(json.dumps(classes, indent=2))
+        skipped = list(skipped)
         summary = {
             "classes": classes,
             "counts": {
@@ -111,8 +122,10 @@ def write_prepared_dataset(
                 if any(counts[(split, label)] for label in classes)
             },
             "total": len(rows),
-            "skipped": list(skipped),
+            "skipped": skipped,
+            "skipped_by_reason": dict(Counter(entry["reason"] for entry in skipped)),
             "source": source,
+            **(extra or {}),
         }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
         if root.exists():
