@@ -42,11 +42,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     metrics = classification_metrics(logits, targets, bundle.classes)
     matrix = confusion_matrix(logits, targets, len(bundle.classes))
     write_metrics(output_dir / "metrics.json", metrics)
-    plot_confusion_matrix(matrix, bundle.classes, output_dir / "figures" / "confusion_matrix.png", title=f"{cfg.split} confusion matrix")
+    plot_confusion_matrix(
+        matrix, bundle.classes, output_dir / "figures" / "confusion_matrix.png", title=f"{cfg.split} confusion matrix"
+    )
     write_predictions(output_dir / "predictions.csv", loader.dataset.samples, logits, bundle.classes)  # type: ignore[attr-defined]
     if cfg.get("report_dir"):
         publish(output_dir, Path(cfg.report_dir))
-    print_metrics_table({f"{cfg.split}/{k}": v for k, v in metrics.items()}, title=f"{cfg.checkpoint} on {cfg.data.name}")
+    print_metrics_table(
+        {f"{cfg.split}/{k}": v for k, v in metrics.items()}, title=f"{cfg.checkpoint} on {cfg.data.name}"
+    )
     print_per_class_table(metrics)
     log.info("Wrote %s", output_dir)
     return metrics

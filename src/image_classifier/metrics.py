@@ -28,7 +28,9 @@ def classification_metrics(
     }
     for k in top_k:
         if 1 < k < n:
-            metrics[f"top{k}_accuracy"] = multiclass_accuracy(probs, targets, num_classes=n, top_k=k, average="micro").item()
+            metrics[f"top{k}_accuracy"] = multiclass_accuracy(
+                probs, targets, num_classes=n, top_k=k, average="micro"
+            ).item()
     per_class = {
         "precision": multiclass_precision(probs, targets, num_classes=n, average="none"),
         "recall": multiclass_recall(probs, targets, num_classes=n, average="none"),

@@ -7,11 +7,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
 
-def plot_confusion_matrix(matrix: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+def plot_confusion_matrix(
+    matrix: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix"
+) -> Path:
     """Save a row-normalised confusion matrix with counts and class names on both axes."""
     counts = matrix.cpu().numpy()
     rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)

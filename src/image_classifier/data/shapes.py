@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from image_classifier.data.layout import PreparedDataset, Sample, write_prepared_dataset
@@ -66,7 +67,20 @@ def _star(radius: float, rotation: float) -> list[Point]:
 
 def _cross(radius: float, rotation: float) -> list[Point]:
     a, b = radius, radius * 0.33
-    outline = [(b, a), (b, b), (a, b), (a, -b), (b, -b), (b, -a), (-b, -a), (-b, -b), (-a, -b), (-a, b), (-b, b), (-b, a)]
+    outline = [
+        (b, a),
+        (b, b),
+        (a, b),
+        (a, -b),
+        (b, -b),
+        (b, -a),
+        (-b, -a),
+        (-b, -b),
+        (-a, -b),
+        (-a, b),
+        (-b, b),
+        (-b, a),
+    ]
     return _rotate(outline, rotation)
 
 
@@ -111,9 +125,12 @@ def _background(rng: random.Random, size: tuple[int, int]) -> tuple[Image.Image,
         draw = ImageDraw.Draw(image)
         period = rng.randint(4, 12)
         for offset in range(-height, width + height, period * 2):
-            draw.polygon([(offset, 0), (offset + period, 0), (offset + period + height, height), (offset + height, height)], b)
+            draw.polygon(
+                [(offset, 0), (offset + period, 0), (offset + period + height, height), (offset + height, height)], b
+            )
         return image, (_luminance(a) + _luminance(b)) / 2
-    noise = Image.effect_noise(size, rng.uniform(30, 80)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
+    pixels = np.random.default_rng(rng.randrange(2**32)).normal(128, rng.uniform(30, 80), (height, width))
+    noise = Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     return Image.merge("RGB", [noise.point(lambda v, c=c: int(v * c / 255)) for c in a]), _luminance(a) / 2
 
 
@@ -185,5 +202,10 @@ def generate_shapes(root: Path, spec: ShapesSpec = ShapesSpec()) -> PreparedData
         root,
         classes=list(SHAPE_CLASSES),
         samples=_samples(spec),
-        source={"generator": "image_classifier.data.shapes", **asdict(spec)},
+        source=shapes_source(spec),
     )
+
+
+def shapes_source(spec: ShapesSpec) -> dict[str, object]:
+    """What ``summary.json`` records as the source: a different spec means regenerate."""
+    return {"generator": "image_classifier.data.shapes", **asdict(spec)}

@@ -1,0 +1,83 @@
+"""Shared fixtures: composed configs and a tiny embedded dataset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose as compose_hydra
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from image_classifier.data.shapes import ShapesSpec, generate_shapes
+from image_classifier.runtime import config_dir
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+TINY_SHAPES = ShapesSpec(seed=7, train_per_class=8, val_per_class=4, test_per_class=4, min_side=32, max_side=48)
+TINY_DATA_OVERRIDES = [
+    "data.batch_size=16",
+    "data.num_workers=0",
+    f"data.generate.train_per_class={TINY_SHAPES.train_per_class}",
+    f"data.generate.val_per_class={TINY_SHAPES.val_per_class}",
+    f"data.generate.test_per_class={TINY_SHAPES.test_per_class}",
+    f"data.generate.seed={TINY_SHAPES.seed}",
+    f"+data.generate.min_side={TINY_SHAPES.min_side}",
+    f"+data.generate.max_side={TINY_SHAPES.max_side}",
+]
+TINY_OVERRIDES = [
+    *TINY_DATA_OVERRIDES,
+    "data.image_size=32",
+    "trainer.max_epochs=1",
+    "trainer.device=cpu",
+    "logger=none",
+]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-photo samples beside the project; tests using it skip where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-photo samples not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root whose processed/shapes holds a tiny generated dataset (160 images)."""
+    root = tmp_path_factory.mktemp("data")
+    generate_shapes(root / "processed" / "shapes", TINY_SHAPES)
+    return root
+
+
+def compose(config_name: str = "train", overrides: list[str] | None = None, *, output_dir: Path) -> DictConfig:
+    """Compose ``train`` or ``evaluate`` as the entry points would, with outputs in ``output_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose_hydra(config_name=config_name, overrides=overrides or [], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg["hydra"]
+    return cfg
+
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture
+def compose_config(tmp_path: Path) -> ComposeFn:
+    """:func:`compose` with outputs in ``tmp_path/run`` unless ``output_dir`` is given."""
+
+    def _compose(
+        config_name: str = "train", overrides: list[str] | None = None, output_dir: Path | None = None
+    ) -> DictConfig:
+        return compose(config_name, overrides, output_dir=output_dir or tmp_path / "run")
+
+    return _compose
