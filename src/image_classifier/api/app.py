@@ -1,0 +1,170 @@
+"""The FastAPI application: ``uvicorn image_classifier.api:app`` with ``MODEL_PATH`` set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from image_classifier.api.batching import MicroBatcher
+from image_classifier.api.images import ImageRejected, check_media_type, prepare
+from image_classifier.api.middleware import ServiceMiddleware
+from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
+from image_classifier.api.predictors import Predictor, load_predictor
+from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, Prediction, PredictResponse
+from image_classifier.api.settings import ServeSettings
+from image_classifier.preprocess import eval_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """Everything a request needs, built once at start-up."""
+
+    settings: ServeSettings
+    predictor: Predictor
+    transform: Any
+    batcher: MicroBatcher
+    metrics: ServiceMetrics
+    prediction_log: PredictionLog
+
+
+def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
+    order = np.argsort(-probs, kind="stable")[:k]
+    return {classes[i]: round(float(probs[i]), 6) for i in order}
+
+
+def create_app(settings: ServeSettings | None = None, predictor: Predictor | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment), loading the model at start-up."""
+    metrics = ServiceMetrics()
+    settings = settings or ServeSettings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        active = settings
+        model = predictor or load_predictor(active.require_model(), active.threads)
+        batcher = MicroBatcher(model, active.max_batch, active.max_wait_ms / 1000, observe=metrics.observe_batch)
+        batcher.start()
+        app.state.service = Service(
+            settings=active,
+            predictor=model,
+            transform=eval_transform(model.data_config),
+            batcher=batcher,
+            metrics=metrics,
+            prediction_log=PredictionLog(active.prediction_log),
+        )
+        log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
+        yield
+        await batcher.stop()
+        app.state.service.prediction_log.close()
+
+    app = FastAPI(
+        title="image-classifier",
+        summary="Image classification with a fine-tuned timm model.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+
+    @app.exception_handler(ImageRejected)
+    async def rejected(request: Request, error: ImageRejected) -> JSONResponse:
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, error: Exception) -> JSONResponse:
+        log.exception("Unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+    def service(request: Request) -> Service:
+        return request.app.state.service
+
+    @app.get("/health", response_model=Health)
+    async def health(request: Request) -> Health:
+        model = service(request).predictor
+        return Health(status="ok", model=model.model_name, backend=model.backend)
+
+    @app.get("/metadata", response_model=Metadata)
+    async def metadata(request: Request) -> Metadata:
+        svc = service(request)
+        model, config, limits = svc.predictor, svc.predictor.data_config, svc.settings
+        return Metadata(
+            model=model.model_name,
+            backend=model.backend,
+            classes=model.classes,
+            input_size=list(config["input_size"]),
+            mean=list(config["mean"]),
+            std=list(config["std"]),
+            interpolation=str(config.get("interpolation", "bilinear")),
+            crop_pct=float(config.get("crop_pct", 1.0)),
+            lineage=model.lineage,
+            limits={
+                "max_batch": limits.max_batch,
+                "max_wait_ms": limits.max_wait_ms,
+                "max_files": limits.max_files,
+                "max_upload_bytes": limits.max_upload_bytes,
+                "max_pixels": limits.max_pixels,
+            },
+        )
+
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus_metrics(request: Request) -> Response:
+        return Response(generate_latest(service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+    async def predict(
+        request: Request,
+        file: Annotated[UploadFile | None, File(description="one image")] = None,
+        files: Annotated[list[UploadFile] | None, File(description="several images, predicted as a batch")] = None,
+        top_k: Annotated[int, Query(ge=1, le=1000, description="how many class probabilities to return")] = 3,
+    ) -> PredictResponse:
+        svc = service(request)
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media and media != "multipart/form-data":
+            raise HTTPException(415, f"Send multipart/form-data with the image in field 'file', not '{media}'.")
+        uploads = ([file] if file is not None else []) + list(files or [])
+        if not uploads:
+            raise HTTPException(
+                422, "Missing field: send an image in the multipart field 'file' (or several in 'files')."
+            )
+        limits = svc.settings
+        if len(uploads) > limits.max_files:
+            raise HTTPException(400, f"{len(uploads)} files is over the limit of {limits.max_files} per request.")
+        names = [upload.filename or f"upload-{i}" for i, upload in enumerate(uploads)]
+        blobs = []
+        for upload, name in zip(uploads, names, strict=True):
+            check_media_type(upload.content_type, name)
+            data = await upload.read(limits.max_upload_bytes + 1)
+            if len(data) > limits.max_upload_bytes:
+                raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
+            blobs.append(data)
+        prepared = await run_in_threadpool(
+            lambda: [
+                prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels)
+                for data, name in zip(blobs, names, strict=True)
+            ]
+        )
+        probabilities = await asyncio.gather(*(svc.batcher.submit(array) for array, _ in prepared))
+        classes = svc.predictor.classes
+        k = min(top_k, len(classes))
+        predictions = []
+        for name, (_, stats), probs in zip(names, prepared, probabilities, strict=True):
+            best = int(np.argmax(probs))
+            prediction = Prediction(
+                filename=name, label=classes[best], confidence=float(probs[best]), top_k=_top_k(probs, classes, k)
+            )
+            svc.metrics.predictions.labels(prediction.label).inc()
+            svc.prediction_log.write(svc.predictor.model_name, name, stats, prediction.model_dump(exclude={"filename"}))
+            predictions.append(prediction)
+        return PredictResponse(model=svc.predictor.model_name, predictions=predictions)
+
+    return app
