@@ -31,7 +31,8 @@ def download_file(url: str, dest: Path, md5: str | None, timeout: float = 60.0) 
                         digest.update(chunk)
                         bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as error:
-            reason = getattr(error, "reason", error)
+            reason = f"HTTP {error.code} {error.reason}" if isinstance(error, urllib.error.HTTPError) else error
+            reason = getattr(reason, "reason", reason)
             raise DataError(
                 f"Could not download {url}: {reason}. "
                 "Check the network, or download it yourself and pass --source PATH."

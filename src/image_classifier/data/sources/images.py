@@ -24,6 +24,7 @@ class Checked:
     data: bytes | None
     """The original file's bytes when they can be kept as they are (an RGB JPEG needing no change)."""
     suffix: str
+    """File suffix in the prepared layout: the original one for files kept as they are."""
     conversions: list[str] = field(default_factory=list)
 
 
@@ -62,7 +63,7 @@ def check_image(item: Path | np.ndarray, settings: PrepareSettings) -> Checked |
         rgb.save(buffer, format="PNG")
         return Checked(rgb, buffer.getvalue(), ".png", conversions)
     if fmt == "JPEG" and not conversions:
-        return Checked(rgb, raw, ".jpg")
+        return Checked(rgb, raw, Path(item).suffix or ".jpg")
     if fmt != "JPEG" and not conversions:
         conversions.append(f"{fmt} re-encoded as JPEG")
     return Checked(rgb, None, ".jpg", conversions)

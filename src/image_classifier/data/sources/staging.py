@@ -13,6 +13,7 @@ from pathlib import Path
 def staged_directory(target: Path) -> Iterator[Path]:
     """Yield an empty sibling of ``target``; on success it replaces ``target``, on any failure it is removed."""
     target = Path(target)
+    new_parent = not target.parent.exists()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -24,3 +25,5 @@ def staged_directory(target: Path) -> Iterator[Path]:
         os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if new_parent and not any(target.parent.iterdir()):
+            target.parent.rmdir()
