@@ -10,6 +10,8 @@ from invoke import Context, task
 
 ROOT = Path(__file__).resolve().parent
 PY = shlex.quote(sys.executable)
+_TORCHRUN = Path(sys.executable).with_name("torchrun")
+TORCHRUN = shlex.quote(str(_TORCHRUN)) if _TORCHRUN.exists() else f"{PY} -m torch.distributed.run"
 
 
 def _run(c: Context, command: str) -> None:
@@ -24,10 +26,16 @@ def data(c: Context, name: str = "shapes", source: str = "", root: str = "") -> 
     _run(c, f"{PY} -m image_classifier.data {shlex.join(args)}")
 
 
-@task(help={"overrides": 'Hydra overrides in one quoted string, e.g. "model=timm trainer.max_epochs=3"'})
-def train(c: Context, overrides: str = "") -> None:
-    """Train a model: invoke train "OVERRIDES"."""
-    _run(c, f"{PY} -m image_classifier.train {overrides}")
+@task(
+    help={
+        "overrides": 'Hydra overrides in one quoted string, e.g. -o "model=timm trainer.max_epochs=3" (or after --)',
+        "nproc": "data-parallel processes on this machine (torchrun --standalone); data.batch_size stays global",
+    }
+)
+def train(c: Context, overrides: str = "", nproc: int = 0) -> None:
+    """Train a model: invoke train [--nproc N] -o "OVERRIDES" (or: invoke train -- OVERRIDES...)."""
+    launcher = f"{TORCHRUN} --standalone --nproc_per_node={nproc}" if nproc > 0 else PY
+    _run(c, " ".join(part for part in (launcher, "-m image_classifier.train", overrides, c.remainder) if part))
 
 
 @task(help={"overrides": 'Hydra overrides, e.g. "checkpoint=outputs/train/runs/<run>/checkpoints/best.pt"'})

@@ -11,6 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from image_classifier.distributed import gather_predictions, is_main
+
 PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
@@ -61,7 +63,8 @@ def train_one_epoch(
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
-    progress = tqdm(_batches(loader, device, channels_last), total=len(loader), desc=f"epoch {epoch}", leave=False)
+    batches = _batches(loader, device, channels_last)
+    progress = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not is_main())
     for images, targets in progress:
         with autocast(device, precision):
             logits = model(images)
@@ -100,9 +103,10 @@ def predict(
     """Logits (float32, on the CPU) and targets for every sample of ``loader``, in order."""
     model.eval()
     all_logits, all_targets = [], []
-    for images, targets in tqdm(_batches(loader, device, channels_last), total=len(loader), desc=desc, leave=False):
+    batches = _batches(loader, device, channels_last)
+    for images, targets in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not is_main()):
         with autocast(device, precision):
             logits = model(images)
         all_logits.append(logits.float().cpu())
         all_targets.append(targets.cpu())
-    return torch.cat(all_logits), torch.cat(all_targets)
+    return gather_predictions(torch.cat(all_logits), torch.cat(all_targets), loader)

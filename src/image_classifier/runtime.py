@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from image_classifier.distributed import register_resolvers
 from image_classifier.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def project_root() -> Path:
 
 def config_dir() -> str:
     os.environ.setdefault("PROJECT_ROOT", str(project_root()))
+    register_resolvers()
     return str(project_root() / "configs")
 
 

@@ -17,6 +17,17 @@ from torch import nn
 
 from image_classifier.checkpoint import Bundle, git_commit, library_versions, save_bundle
 from image_classifier.data.loaders import KNOWN_DATASETS, build_dataloaders, open_dataset
+from image_classifier.distributed import (
+    broadcast_object,
+    init_distributed,
+    is_main,
+    local_main_first,
+    mean_over_ranks,
+    optimizer_kwargs,
+    rank_device,
+    set_epoch,
+    wrap_model,
+)
 from image_classifier.engine import PRECISIONS, StepState, predict, train_one_epoch
 from image_classifier.errors import ConfigError
 from image_classifier.metrics import classification_metrics, confusion_matrix
@@ -64,23 +75,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train, validate every epoch, checkpoint, then test the best weights. Returns flat metrics."""
     validate_config(cfg)
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    device = select_device(cfg.trainer.device)
+    init_distributed(cfg.trainer.get("dist_timeout_s", 600))
+    device = rank_device(select_device(cfg.trainer.device))
     precision = str(cfg.trainer.precision)
     run_dir = Path(cfg.paths.output_dir)
     checkpoints = run_dir / "checkpoints"
     log.info("Training %s on %s (%s, precision %s) in %s", cfg.model.name, cfg.data.name, device, precision, run_dir)
 
     kwargs = model_kwargs(cfg)
-    classes = open_dataset(cfg.data).classes
+    with local_main_first():
+        classes = open_dataset(cfg.data).classes
     model = create_model(
         cfg.model.name, num_classes=len(classes), pretrained=cfg.model.pretrained, weights=cfg.model.weights, **kwargs
     )
     data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
     data = build_dataloaders(cfg.data, data_config, seed=cfg.trainer.seed)
     model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
-    train_model: nn.Module = torch.compile(model) if cfg.trainer.compile else model  # type: ignore[assignment]
+    train_model = wrap_model(model, device, sync_batchnorm=cfg.trainer.get("sync_batchnorm", False))
+    train_model = torch.compile(train_model) if cfg.trainer.compile else train_model  # type: ignore[assignment]
 
-    optimizer = create_optimizer_v2(model, **OmegaConf.to_container(cfg.optimizer, resolve=True))  # type: ignore[arg-type]
+    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg.optimizer, cfg.data.batch_size))
     scheduler, _ = create_scheduler_v2(
         optimizer,
         **OmegaConf.to_container(cfg.scheduler, resolve=True),  # type: ignore[arg-type]
@@ -91,7 +105,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
     resolved_config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved_config, dict)
-    tracker = create_tracker(cfg.get("logger"), run_dir, resolved_config)
+    tracker = create_tracker(cfg.get("logger") if is_main() else None, run_dir, resolved_config)
     lineage = {"git_commit": git_commit(project_root()), "data_fingerprint": data.dataset.fingerprint, "run_dir": str(run_dir)}
     if tracker.run_id:
         lineage["wandb_run_id"] = tracker.run_id
@@ -119,11 +133,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     step = 0
     history: list[dict[str, float]] = []
     for epoch in range(cfg.trainer.max_epochs):
+        set_epoch(data.loaders, epoch)
         train_metrics, step = train_one_epoch(
             train_model, data.loaders["train"], loss_fn, optimizer, scheduler, scaler,
             device=device, precision=precision, epoch=epoch, step=step,
             clip_grad_norm=cfg.trainer.clip_grad_norm, channels_last=cfg.trainer.channels_last, on_step=on_step,
         )  # fmt: skip
+        train_metrics = mean_over_ranks(train_metrics)
         scheduler.step(epoch + 1)
         logits, targets = predict(train_model, data.loaders["val"], device=device, precision=precision, desc="val")
         val_metrics = classification_metrics(logits, targets, data.classes)
@@ -132,13 +148,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         tracker.log(epoch_metrics, step=step)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in epoch_metrics.items() if k != "epoch"))
 
-        save_bundle(checkpoints / "last.pt", bundle(epoch_metrics, epoch))
+        if is_main():
+            save_bundle(checkpoints / "last.pt", bundle(epoch_metrics, epoch))
         if is_better(epoch_metrics[monitor], best, mode):
             best = epoch_metrics[monitor]
-            save_bundle(checkpoints / "best.pt", bundle(epoch_metrics, epoch))
+            if is_main():
+                save_bundle(checkpoints / "best.pt", bundle(epoch_metrics, epoch))
 
     best_bundle_path = checkpoints / "best.pt"
-    best_state = torch.load(best_bundle_path, map_location="cpu", weights_only=True)
+    best_state = torch.load(best_bundle_path, map_location="cpu", weights_only=True) if is_main() else None
+    best_state = broadcast_object(best_state)
     model.load_state_dict(best_state["state_dict"])
     metrics = {f"train/{k}": v for k, v in train_metrics.items()}
     metrics |= {f"val/{k}": v for k, v in _headline(val_metrics).items()}
@@ -149,11 +168,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         test_metrics = classification_metrics(logits, targets, data.classes)
         metrics |= _prefixed("test", test_metrics)
         matrix = confusion_matrix(logits, targets, len(data.classes))
-        plot_confusion_matrix(matrix, data.classes, run_dir / "figures" / "confusion_matrix.png", title="Test confusion matrix")
+        if is_main():
+            figure = run_dir / "figures" / "confusion_matrix.png"
+            plot_confusion_matrix(matrix, data.classes, figure, title="Test confusion matrix")
         tracker.confusion_matrix(matrix, data.classes, key="test/confusion_matrix")
         best_bundle = bundle({**best_state["metrics"], **_prefixed("test", _headline(test_metrics))}, best_state["epoch"])
-        save_bundle(best_bundle_path, best_bundle)
+        if is_main():
+            save_bundle(best_bundle_path, best_bundle)
 
+    if not is_main():
+        return metrics
     write_metrics(run_dir / "metrics.json", metrics)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     tracker.summary(metrics)

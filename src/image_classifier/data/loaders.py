@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torchvision.datasets import ImageFolder
 
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
+from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
 
@@ -81,17 +83,29 @@ def split_loader(
     images = ImageFolder(str(split_dir), transform=build_transforms(data_cfg, data_config, training))
     if images.classes != dataset.classes:
         raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
-    workers = int(data_cfg.num_workers)
+    workers = resolve_num_workers(data_cfg.num_workers)
+    batch_size = per_rank_batch_size(int(data_cfg.batch_size))
+    sampler = sampler_for(images, training, seed)
     return DataLoader(
         images,
-        batch_size=int(data_cfg.batch_size),
-        shuffle=training,
-        drop_last=training and len(images) > int(data_cfg.batch_size),
+        batch_size=batch_size,
+        shuffle=training and sampler is None,
+        sampler=sampler,
+        drop_last=training and len(sampler if sampler is not None else images) > batch_size,
         num_workers=workers,
         pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
     )
+
+
+def resolve_num_workers(value: int | str) -> int:
+    """``data.num_workers``: a number, or ``auto`` to share this machine's CPUs among its ranks (at most 8 each)."""
+    if str(value) != "auto":
+        return int(value)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cpus // topology().local_world_size - 1))
 
 
 def build_dataloaders(data_cfg: Any, data_config: dict[str, Any], seed: int) -> DataLoaders:

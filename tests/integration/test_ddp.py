@@ -1,0 +1,97 @@
+"""Data-parallel training under torchrun: one job, one run dir, and a dead rank fails the job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT, TINY_OVERRIDES
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+
+
+def torchrun(nproc: int, overrides: list[str], **kwargs: object) -> subprocess.Popen[str]:
+    env = {**os.environ, "PROJECT_ROOT": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    command = [*TORCHRUN, f"--nproc_per_node={nproc}", "-m", "image_classifier.train", *overrides]
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def test_two_processes_write_one_run_dir_with_one_checkpoint_set(tiny_data_root: Path, tmp_path: Path) -> None:
+    # %f (microseconds) would give every rank its own dir if each read its own clock
+    run_dir = f"{tmp_path}/runs/${{launch_time:%H-%M-%S-%f}}"
+    overrides = [*TINY_OVERRIDES, f"data.root={tiny_data_root}", f"hydra.run.dir={run_dir}"]
+    job = torchrun(2, overrides, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output
+
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
+    bundle = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
+    assert bundle["metrics"]["test/accuracy"] == pytest.approx(metrics["test/accuracy"])
+    # only rank 0 reports: one final table, one line per epoch
+    assert output.count("final metrics") == 1
+    assert output.count("epoch 0: train/accuracy") == 1
+
+
+def test_a_killed_rank_fails_the_whole_job(tiny_data_root: Path, tmp_path: Path) -> None:
+    overrides = [
+        *TINY_OVERRIDES,
+        f"data.root={tiny_data_root}",
+        f"hydra.run.dir={tmp_path}/run",
+        "trainer.max_epochs=1000",
+        "trainer.dist_timeout_s=30",
+    ]
+    job = torchrun(2, overrides, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        workers = _wait_for_training(job, tmp_path / "run" / "checkpoints" / "last.pt")
+        victim = next(w for w in workers if w.environ().get("RANK") == "1")
+        os.kill(victim.pid, signal.SIGKILL)
+        returncode = job.wait(timeout=120)
+    finally:
+        _kill_tree(job.pid)
+    assert returncode != 0
+    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+
+
+def _wait_for_training(job: subprocess.Popen[str], marker: Path) -> list[psutil.Process]:
+    """The job's two worker processes, once the first epoch's checkpoint exists."""
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert job.poll() is None, "the job ended before training started"
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.2)
+    workers = psutil.Process(job.pid).children()
+    assert len(workers) == 2
+    return workers
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    for process in [*parent.children(recursive=True), parent]:
+        process.kill()
+
+
+def test_invoke_train_launches_torchrun_with_the_overrides() -> None:
+    result = subprocess.run(
+        ["invoke", "--dry", "train", "--nproc", "2", "-o", "trainer.max_epochs=1 logger=none"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--standalone --nproc_per_node=2 -m image_classifier.train trainer.max_epochs=1 logger=none" in result.stdout

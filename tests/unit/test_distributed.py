@@ -1,0 +1,133 @@
+"""Distributed helpers: global batch and LR scaling, worker sizing, and real 2-process gloo collectives."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from image_classifier.data.loaders import resolve_num_workers
+from image_classifier.distributed import (
+    launch_time,
+    mean_over_ranks,
+    optimizer_kwargs,
+    per_rank_batch_size,
+    sampler_for,
+    scaled_lr,
+    set_epoch,
+    wrap_model,
+)
+from image_classifier.engine import predict
+from image_classifier.errors import ConfigError
+
+
+@pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
+def test_lr_scales_from_the_reference_batch_to_the_global_batch(rule: str, expected: float) -> None:
+    assert scaled_lr(0.1, global_batch_size=256, base_batch_size=64, rule=rule) == pytest.approx(expected)
+
+
+def test_optimizer_kwargs_are_what_timm_takes() -> None:
+    cfg = {"opt": "sgd", "lr": 0.05, "momentum": 0.9, "lr_scaling": "linear", "lr_base_batch_size": 32}
+    assert optimizer_kwargs(cfg, global_batch_size=128) == {"opt": "sgd", "lr": pytest.approx(0.2), "momentum": 0.9}
+
+
+def test_an_unknown_scaling_rule_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="lr_scaling=cubic"):
+        scaled_lr(0.1, 64, 32, "cubic")
+
+
+def test_the_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert per_rank_batch_size(64) == 16
+    with pytest.raises(ConfigError, match="does not split evenly over 4 processes"):
+        per_rank_batch_size(30)
+
+
+def test_auto_workers_share_the_cpus_among_local_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_num_workers(3) == 3
+    single = resolve_num_workers("auto")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
+    assert 0 <= resolve_num_workers("auto") <= single <= 8
+
+
+def test_launch_time_outside_torchrun_is_the_clock() -> None:
+    assert launch_time("%Y") == datetime.now().strftime("%Y")
+    assert launch_time("%H-%M-%S-%f") != launch_time("%H-%M-%S-%f")
+
+
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        # 7 samples over 2 ranks: the sampler pads one duplicate that must not be counted
+        features = torch.arange(7, dtype=torch.float32).unsqueeze(1)
+        dataset = TensorDataset(features, torch.arange(7) % 3)
+        eval_loader = DataLoader(dataset, batch_size=2, sampler=sampler_for(dataset, training=False, seed=0))
+        model = nn.Linear(1, 3)
+        with torch.no_grad():
+            model.weight.copy_(torch.tensor([[1.0], [2.0], [3.0]]))
+            model.bias.zero_()
+        logits, targets = predict(model, eval_loader, device=torch.device("cpu"), precision="32")
+
+        train_loader = DataLoader(dataset, batch_size=2, sampler=sampler_for(dataset, training=True, seed=0))
+        orders = []
+        for epoch in (0, 1):
+            set_epoch({"train": train_loader}, epoch)
+            orders.append([int(x) for batch in train_loader for x in batch[0].flatten()])
+
+        bn_model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+        try:
+            wrap_model(bn_model, torch.device("cpu"), sync_batchnorm=True)
+            sync_bn_error = ""
+        except ConfigError as error:
+            sync_bn_error = str(error)
+        result = {
+            "logits": logits.tolist(),
+            "targets": targets.tolist(),
+            "mean": mean_over_ranks({"loss": float(rank + 1), "accuracy": 0.5 * rank}),
+            "orders": orders,
+            "sync_bn_error": sync_bn_error,
+            "ddp": type(wrap_model(nn.Linear(1, 1), torch.device("cpu"))).__name__,
+        }
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """What each of two real gloo ranks computed with the helpers."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True)
+    return [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in range(2)]
+
+
+def test_gathered_predictions_equal_a_single_process_run(two_ranks: list[dict]) -> None:
+    expected = torch.arange(7, dtype=torch.float32).unsqueeze(1) * torch.tensor([1.0, 2.0, 3.0])
+    for result in two_ranks:
+        assert torch.allclose(torch.tensor(result["logits"]), expected)
+        assert result["targets"] == [i % 3 for i in range(7)]
+
+
+def test_metrics_are_averaged_over_ranks(two_ranks: list[dict]) -> None:
+    for result in two_ranks:
+        assert result["mean"] == pytest.approx({"loss": 1.5, "accuracy": 0.25})
+
+
+def test_ranks_train_on_disjoint_shards_reshuffled_every_epoch(two_ranks: list[dict]) -> None:
+    epoch0 = [set(result["orders"][0]) for result in two_ranks]
+    assert not epoch0[0] & epoch0[1]  # drop_last: 3 samples each, none shared
+    assert all(len(shard) == 3 for shard in epoch0)
+    assert any(result["orders"][0] != result["orders"][1] for result in two_ranks)
+
+
+def test_sync_batchnorm_is_refused_on_cpu_and_models_are_wrapped_in_ddp(two_ranks: list[dict]) -> None:
+    for result in two_ranks:
+        assert "needs CUDA" in result["sync_bn_error"]
+        assert result["ddp"] == "DistributedDataParallel"
