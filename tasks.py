@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -19,7 +20,13 @@ def _run(c: Context, command: str) -> None:
         c.run(command, pty=sys.stdout.isatty(), env={"PROJECT_ROOT": str(ROOT)})
 
 
-@task(help={"name": "shapes | animals_v2 | cifar10 | cats_vs_dogs", "source": "archive or folder you already have", "root": "data directory (default data/)"})
+@task(
+    help={
+        "name": "shapes | animals_v2 | cifar10 | cats_vs_dogs",
+        "source": "archive or folder you already have",
+        "root": "data directory (default data/)",
+    }
+)
 def data(c: Context, name: str = "shapes", source: str = "", root: str = "") -> None:
     """Get a dataset (download or import) and prepare it into ROOT/processed/NAME."""
     args = [name] + (["--source", source] if source else []) + (["--root", root] if root else [])
@@ -70,7 +77,99 @@ def lint(c: Context) -> None:
 
 
 @task
-def format(c: Context) -> None:  # noqa: A001
+def format(c: Context) -> None:
     """Apply ruff's fixes and formatting."""
     _run(c, f"{PY} -m ruff check --fix .")
     _run(c, f"{PY} -m ruff format .")
+
+
+DOCKER_IMAGES = ("train", "api")
+
+
+def _image_tag(image: str, tag: str) -> str:
+    return f"image-classifier-{image}:{tag}"
+
+
+@task(
+    help={
+        "image": "train | api | all",
+        "tag": "image tag (default latest)",
+        "torch_variant": "cpu (default) or a CUDA build such as cu126",
+        "torch_index_url": "index torch is installed from (default: the PyTorch index for the variant)",
+        "torch_extra_index_url": "extra index for torch's own dependencies",
+        "model": "api image: a model file in the repository to bake in, e.g. models/best.pt",
+        "args": "extra `docker build` arguments, e.g. '--network host'",
+    }
+)
+def docker_build(
+    c: Context,
+    image: str = "all",
+    tag: str = "latest",
+    torch_variant: str = "cpu",
+    torch_index_url: str = "",
+    torch_extra_index_url: str = "",
+    model: str = "",
+    args: str = "",
+) -> None:
+    """Build the training and/or serving images from dockerfiles/."""
+    if image not in (*DOCKER_IMAGES, "all"):
+        sys.exit(f"error: --image must be train, api or all, got {image!r}.")
+    build_args = {"TORCH_VARIANT": torch_variant}
+    build_args |= {"TORCH_INDEX_URL": torch_index_url} if torch_index_url else {}
+    build_args |= {"TORCH_EXTRA_INDEX_URL": torch_extra_index_url} if torch_extra_index_url else {}
+    for name in DOCKER_IMAGES if image == "all" else (image,):
+        extra = dict(build_args)
+        if name == "api" and model:
+            if not (ROOT / model).is_file():
+                sys.exit(f"error: --model {model} is not a file inside the repository.")
+            extra |= {"MODEL": model, "MODEL_PATH": f"/app/models/{Path(model).name}"}
+        flags = " ".join(f"--build-arg {shlex.quote(f'{key}={value}')}" for key, value in extra.items())
+        _run(c, f"docker build -f dockerfiles/{name}.Dockerfile -t {_image_tag(name, tag)} {flags} {args} .")
+
+
+@task(
+    help={
+        "overrides": 'Hydra overrides in one quoted string, e.g. -o "trainer.max_epochs=1" (or after --)',
+        "tag": "image tag (default latest)",
+        "gpus": "pass --gpus all (needs a CUDA image and the NVIDIA container toolkit)",
+    }
+)
+def docker_train(c: Context, overrides: str = "", tag: str = "latest", gpus: bool = False) -> None:
+    """Train in the container with data/, models/ and outputs/ of this checkout mounted."""
+    mounts = []
+    for name in ("data", "models", "outputs"):
+        (ROOT / name).mkdir(exist_ok=True)
+        mounts.append(f"-v {shlex.quote(str(ROOT / name))}:/app/{name}")
+    user = f"--user {os.getuid()}:{os.getgid()} -e HOME=/tmp" if hasattr(os, "getuid") else ""
+    wandb = "-e WANDB_API_KEY -e WANDB_MODE -e WANDB_ENTITY -e WANDB_PROJECT"  # passed through only when set
+    command = ["docker run --rm", "--gpus all" if gpus else "", user, wandb, *mounts, _image_tag("train", tag)]
+    _run(c, " ".join(part for part in (*command, overrides, c.remainder) if part))
+
+
+@task(
+    help={
+        "model": "checkpoint bundle or .onnx to serve (default: the newest best.pt under outputs/train)",
+        "port": "host port (default 8000)",
+        "tag": "image tag (default latest)",
+    }
+)
+def docker_serve(c: Context, model: str = "", port: int = 8000, tag: str = "latest") -> None:
+    """Serve a model from the api container on http://127.0.0.1:PORT (the model is mounted read-only)."""
+    path = Path(model).resolve() if model else _newest_checkpoint()
+    if path is None or not path.is_file():
+        sys.exit(f"error: no model to serve ({model or 'none found under outputs/train'}): pass --model PATH.")
+    mount = f"-v {shlex.quote(str(path.parent))}:/models:ro -e MODEL_PATH={shlex.quote('/models/' + path.name)}"
+    _run(c, f"docker run --rm -p 127.0.0.1:{port}:8000 {mount} {_image_tag('api', tag)}")
+
+
+@task(help={"args": "extra pytest arguments"})
+def coverage(c: Context, args: str = "") -> None:
+    """Fast tests with a line-coverage report of src/ (terminal, coverage.xml and htmlcov/)."""
+    report = "--cov-report=term-missing:skip-covered --cov-report=xml --cov-report=html"
+    _run(c, f"{PY} -m pytest -m 'not slow' --cov=src/image_classifier {report} {args}")
+
+
+@task(help={"serve": "serve the site with live reload instead of building it"})
+def docs(c: Context, serve: bool = False) -> None:
+    """Build the documentation site into site/ (mkdocs build --strict), or serve it."""
+    _run(c, f"{PY} -m mkdocs serve" if serve else f"{PY} -m mkdocs build --strict")
