@@ -13,6 +13,7 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
+from image_classifier.data.cache import cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
@@ -80,7 +81,9 @@ def split_loader(
     split_dir = dataset.split_dir(split)
     if not split_dir.is_dir():
         raise DataError(f"{dataset.root} has no '{split}' split.")
-    images = ImageFolder(str(split_dir), transform=build_transforms(data_cfg, data_config, training))
+    transform = build_transforms(data_cfg, data_config, training)
+    cached = cached_split(data_cfg, dataset, split, data_config, transform, training) if data_cfg.get("cache") else None
+    images = cached if cached is not None else ImageFolder(str(split_dir), transform=transform)
     if images.classes != dataset.classes:
         raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
     workers = resolve_num_workers(data_cfg.num_workers)

@@ -1,0 +1,214 @@
+"""Decode once: a split's images resized into a uint8 ``.npy`` file, read back memory-mapped.
+
+A cache entry is a folder ``CACHE_DIR/<split>-<kind>-<H>x<W>-<key>/`` with ``images.npy``
+(N x 3 x H x W uint8, in ``ImageFolder`` order), ``targets.npy`` and ``meta.json``. The key
+hashes the prepared dataset's manifest fingerprint, the split, the size and how images were
+resized, so a changed source or size never reads a stale entry: a new one is built (and the
+stale one for the same split, kind and size removed). Entries are built in a temporary folder
+and renamed into place, so concurrent builders (torchrun ranks) never see half an entry.
+
+Two kinds:
+
+- ``train``: short side resized to ``data.cache_scale`` x image size and centre-cropped square;
+  batches are augmented on tensors (:mod:`image_classifier.data.tensor_augment`).
+- ``eval``: exactly the evaluation transform's resize and crop, so normalising the cached
+  pixels gives the same tensors, bit for bit, as ``preprocess.eval_transform`` on the JPEG.
+
+Each batch opens the memory map, copies its rows and closes it again, so the process's
+resident memory holds one batch of pixels, not the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import pil_loader
+
+from image_classifier.data.layout import PreparedDataset
+from image_classifier.data.tensor_augment import Normalize, TrainAugment
+from image_classifier.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+CHUNK = 256
+DEFAULT_CACHE_SCALE = 1.15
+
+ImageOp = Callable[[Image.Image], Image.Image]
+BatchTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One built cache entry on disk."""
+
+    path: Path
+
+    @property
+    def images_path(self) -> Path:
+        return self.path / "images.npy"
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / "meta.json").read_text())
+
+    def targets(self) -> np.ndarray:
+        return np.load(self.path / "targets.npy")
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        """The rows ``indices`` as a uint8 N x 3 x H x W tensor (the map is closed again afterwards)."""
+        mapped = np.load(self.images_path, mmap_mode="r")
+        rows = np.array(mapped[np.asarray(indices, dtype=np.int64)])
+        del mapped  # unmaps: only this batch's pages stay resident
+        return torch.from_numpy(rows)
+
+
+def cache_key(fingerprint: str, split: str, kind: str, size: tuple[int, int], resize: str) -> str:
+    payload = json.dumps([CACHE_FORMAT, fingerprint, split, kind, list(size), resize])
+    return hashlib.md5(payload.encode()).hexdigest()[:12]
+
+
+def _decode(path: str, resize: ImageOp) -> np.ndarray:
+    return np.asarray(resize(pil_loader(path)), dtype=np.uint8).transpose(2, 0, 1)
+
+
+def build_entry(
+    cache_dir: Path,
+    name: str,
+    samples: Sequence[tuple[str, int]],
+    resize: ImageOp,
+    size: tuple[int, int],
+    meta: dict[str, Any],
+    threads: int | None = None,
+) -> CacheEntry:
+    """Decode and ``resize`` every sample once into ``cache_dir/name`` (kept if it is already there)."""
+    final = cache_dir / name
+    if (final / "meta.json").is_file():
+        return CacheEntry(final)
+    staging = cache_dir / f".{name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shape = (len(samples), 3, *size)
+    log.info("Caching %d images at %dx%d into %s", len(samples), size[0], size[1], final)
+    try:
+        with open(staging / "images.npy", "wb") as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(handle, header)
+            with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+                for start in range(0, len(samples), CHUNK):
+                    chunk = [path for path, _ in samples[start : start + CHUNK]]
+                    for pixels in pool.map(lambda p: _decode(p, resize), chunk):
+                        if pixels.shape != shape[1:]:
+                            raise DataError(f"Cached image has shape {pixels.shape}, expected {shape[1:]}.")
+                        handle.write(np.ascontiguousarray(pixels).tobytes())
+        np.save(staging / "targets.npy", np.asarray([target for _, target in samples], dtype=np.int64))
+        (staging / "meta.json").write_text(json.dumps({**meta, "count": len(samples), "size": list(size)}, indent=2))
+        try:
+            os.replace(staging, final)
+        except OSError:
+            if not (final / "meta.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return CacheEntry(final)
+
+
+def remove_stale(cache_dir: Path, prefix: str, keep: str) -> None:
+    """Delete the other entries of the same split, kind and size (built from another source)."""
+    for entry in cache_dir.glob(f"{prefix}-*"):
+        if entry.name != keep and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def train_resize(side: int, interpolation: str) -> ImageOp:
+    """Short side to ``side``, centre-cropped square: the training cache's images."""
+    mode = transforms.InterpolationMode(interpolation)
+    return transforms.Compose([transforms.Resize(side, interpolation=mode), transforms.CenterCrop(side)])
+
+
+def split_eval_transform(transform: transforms.Compose) -> tuple[ImageOp, Normalize] | None:
+    """The PIL resize/crop part of an eval transform and its normalisation, or None if it is not that shape."""
+    ops = list(transform.transforms)
+    names = [type(op).__name__ for op in ops]
+    if len(ops) < 2 or names[-2] not in ("ToTensor", "MaybeToTensor") or names[-1] != "Normalize":
+        return None
+    norm = ops[-1]
+    return transforms.Compose(ops[:-2]), Normalize(norm.mean.tolist(), norm.std.tolist())
+
+
+class CachedImages(Dataset):
+    """A split read from its uint8 cache, yielding ``(image_tensor, target)`` like ``ImageFolder`` + transform.
+
+    ``__getitems__`` reads and transforms a whole batch at once (the DataLoader uses it).
+    """
+
+    def __init__(self, entry: CacheEntry, folder: ImageFolder, transform: BatchTransform) -> None:
+        self.entry = entry
+        self.transform = transform
+        self.classes = folder.classes
+        self.class_to_idx = folder.class_to_idx
+        self.samples = folder.samples
+        self.targets = [target for _, target in folder.samples]
+        self.root = folder.root
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
+        images = self.transform(self.entry.read(indices))
+        return [(image, self.targets[i]) for image, i in zip(images, indices, strict=True)]
+
+
+def cache_dir_for(data_cfg: Any) -> Path:
+    """``data.cache_dir``, or ``DATA_ROOT/cache/<dataset>``."""
+    configured = data_cfg.get("cache_dir")
+    return Path(configured) if configured else Path(data_cfg.root) / "cache" / data_cfg.name
+
+
+def cached_split(
+    data_cfg: Any, dataset: PreparedDataset, split: str, data_config: dict[str, Any], eval_ops: Any, training: bool
+) -> CachedImages | None:
+    """The split as a :class:`CachedImages` (building its cache on first use), or None if it cannot be cached.
+
+    Training reads ``train``-kind entries and augments on tensors; evaluation reads ``eval``-kind
+    entries only when ``eval_ops`` (the eval transform) splits into resize/crop and normalise.
+    """
+    folder = ImageFolder(str(dataset.split_dir(split)))
+    interpolation = str(data_config.get("interpolation", "bilinear"))
+    if training:
+        scale = float(data_cfg.get("cache_scale") or DEFAULT_CACHE_SCALE)
+        side = max(int(data_config["input_size"][-1]), round(scale * int(data_cfg.image_size)))
+        resize: ImageOp = train_resize(side, interpolation)
+        size, kind, how = (side, side), "train", f"short-side {interpolation} + centre crop"
+        transform: BatchTransform = TrainAugment(data_cfg.augment, data_config)
+    else:
+        parts = split_eval_transform(eval_ops)
+        if parts is None:
+            return None
+        resize, transform = parts
+        size, kind, how = tuple(data_config["input_size"][-2:]), "eval", repr(resize)
+    key = cache_key(dataset.fingerprint, split, kind, size, how)
+    prefix = f"{split}-{kind}-{size[0]}x{size[1]}"
+    cache_dir = cache_dir_for(data_cfg)
+    meta = {"fingerprint": dataset.fingerprint, "split": split, "kind": kind, "resize": how}
+    entry = build_entry(cache_dir, f"{prefix}-{key}", folder.samples, resize, size, meta)
+    remove_stale(cache_dir, prefix, entry.path.name)
+    return CachedImages(entry, folder, transform)
