@@ -165,3 +165,11 @@ def test_bundle_with_other_classes_is_refused(trained: tuple[Path, dict[str, flo
     )
     assert result.returncode == 2
     assert "do not match" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["convnextv2_atto", "timm"])
+def test_timm_model_configs_train(model: str, compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path) -> None:
+    metrics = train(_train_cfg(compose_config, tiny_data_root, tmp_path / model, f"model={model}"))
+    bundle = load_bundle(tmp_path / model / "checkpoints" / "best.pt")
+    assert bundle.model_name == ("convnextv2_atto" if model == "convnextv2_atto" else "resnet18")
+    assert 0.0 <= metrics["test/accuracy"] <= 1.0
