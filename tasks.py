@@ -173,3 +173,12 @@ def coverage(c: Context, args: str = "") -> None:
 def docs(c: Context, serve: bool = False) -> None:
     """Build the documentation site into site/ (mkdocs build --strict), or serve it."""
     _run(c, f"{PY} -m mkdocs serve" if serve else f"{PY} -m mkdocs build --strict")
+
+
+@task(help={"overrides": 'Hydra overrides for the pipeline, e.g. "model=convnextv2_atto trainer.max_epochs=3"'})
+def params(c: Context, overrides: str = "") -> None:
+    """Compose configs/pipeline.yaml (+ OVERRIDES) into params.yaml for `dvc repro`, as `dvc exp run -S` does."""
+    from dvc.utils.hydra import compose_and_dump
+
+    compose_and_dump(ROOT / "params.yaml", str(ROOT / "configs"), None, "pipeline", str(ROOT), shlex.split(overrides))
+    print(f"Wrote {ROOT / 'params.yaml'}")
