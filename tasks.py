@@ -25,11 +25,13 @@ def _run(c: Context, command: str) -> None:
         "name": "shapes | animals_v2 | cifar10 | cats_vs_dogs",
         "source": "archive or folder you already have",
         "root": "data directory (default data/)",
+        "force": "prepare again even if already prepared",
     }
 )
-def data(c: Context, name: str = "shapes", source: str = "", root: str = "") -> None:
-    """Get a dataset (download or import) and prepare it into ROOT/processed/NAME."""
+def data(c: Context, name: str, source: str = "", root: str = "", force: bool = False) -> None:
+    """Get a dataset (download or import) and prepare it into ROOT/processed/NAME: invoke data NAME [--source PATH]."""
     args = [name] + (["--source", source] if source else []) + (["--root", root] if root else [])
+    args += ["--force"] if force else []
     _run(c, f"{PY} -m image_classifier.data {shlex.join(args)}")
 
 
