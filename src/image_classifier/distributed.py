@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -191,7 +191,7 @@ def optimizer_kwargs(optimizer_cfg: Any, global_batch_size: int) -> dict[str, An
             base,
             global_batch_size,
         )
-    return kwargs
+    return cast(dict[str, Any], kwargs)
 
 
 def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:

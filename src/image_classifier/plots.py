@@ -29,7 +29,7 @@ def plot_confusion_matrix(
         for row in range(len(classes)):
             for col in range(len(classes)):
                 colour = "white" if rates[row, col] > 0.5 else "black"
-                ax.text(col, row, int(counts[row, col]), ha="center", va="center", color=colour, fontsize=8)
+                ax.text(col, row, str(int(counts[row, col])), ha="center", va="center", color=colour, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ class WandbTracker:
             id=run_id,
             resume="allow" if run_id else None,
         )
-        self.run_id = self.run.id
+        self.run_id: str | None = self.run.id
         self.log_model = bool(logger_cfg.get("log_model", True))
         self.run.define_metric("epoch")
         for prefix in ("train", "val", "test"):
@@ -80,9 +80,8 @@ class WandbTracker:
         self.run.summary.update(metrics)
 
     def confusion_matrix(self, matrix: torch.Tensor, classes: list[str], key: str) -> None:
-        columns = ["actual", "predicted", "count"]
         rows = [[classes[i], classes[j], int(matrix[i, j])] for i in range(len(classes)) for j in range(len(classes))]
-        self.run.log({key: self._wandb.Table(columns=columns, data=rows)})
+        self.run.log({key: self._wandb.Table(columns=["actual", "predicted", "count"], data=rows)})
 
     def model_artifact(self, path: Path, name: str, metadata: dict[str, Any]) -> None:
         if not self.log_model:

@@ -6,6 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -63,7 +64,7 @@ def check_image(item: Path | np.ndarray, settings: PrepareSettings) -> Checked |
         rgb.save(buffer, format="PNG")
         return Checked(rgb, buffer.getvalue(), ".png", conversions)
     if fmt == "JPEG" and not conversions:
-        return Checked(rgb, raw, Path(item).suffix or ".jpg")
+        return Checked(rgb, raw, cast(Path, item).suffix or ".jpg")
     if fmt != "JPEG" and not conversions:
         conversions.append(f"{fmt} re-encoded as JPEG")
     return Checked(rgb, None, ".jpg", conversions)
