@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -33,7 +34,9 @@ class StepState:
     lr: float
 
 
-def _batches(loader: DataLoader, device: torch.device, channels_last: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    loader: DataLoader, device: torch.device, channels_last: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for images, targets in loader:
         yield (
@@ -57,27 +60,41 @@ def train_one_epoch(
     clip_grad_norm: float | None = None,
     channels_last: bool = False,
     on_step: Callable[[StepState], None] | None = None,
+    accumulate: int = 1,
+    mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ema: ModelEmaV3 | None = None,
 ) -> tuple[dict[str, float], int]:
-    """One pass over ``loader``; returns mean loss and accuracy, and the updated global step."""
+    """One pass over ``loader``; returns mean loss and accuracy, and the updated global step.
+
+    The optimizer steps every ``accumulate`` batches (and after the last one); ``step`` counts
+    optimizer updates. ``mixup`` mixes each batch (accuracy is against the unmixed labels);
+    ``ema`` is updated after every optimizer step.
+    """
     model.train()
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     seen = 0
     batches = _batches(loader, device, channels_last)
     progress = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not is_main())
-    for images, targets in progress:
+    optimizer.zero_grad(set_to_none=True)
+    for index, (images, targets) in enumerate(progress):
+        inputs, loss_targets = mixup(images, targets) if mixup is not None else (images, targets)
         with autocast(device, precision):
-            logits = model(images)
-            loss = loss_fn(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if clip_grad_norm:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        step += 1
-        scheduler.step_update(num_updates=step)  # type: ignore[attr-defined]
+            logits = model(inputs)
+            loss = loss_fn(logits, loss_targets)
+        scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+        update = (index + 1) % accumulate == 0 or index + 1 == len(loader)
+        if update:
+            if clip_grad_norm:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            scheduler.step_update(num_updates=step)  # type: ignore[attr-defined]
+            if ema is not None:
+                ema.update(model, step=step)
 
         batch = targets.shape[0]
         seen += batch
@@ -85,7 +102,7 @@ def train_one_epoch(
         correct += (logits.argmax(dim=1) == targets).sum()
         lr = optimizer.param_groups[0]["lr"]
         progress.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}", lr=f"{lr:.2e}")
-        if on_step is not None:
+        if on_step is not None and update:
             on_step(StepState(step=step, loss=loss.item(), lr=lr))
     return {"loss": total_loss.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1)}, step
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -37,13 +38,16 @@ class BaselineCNN(nn.Module):
             channels = out
         self.features = nn.Sequential(*stages)
         self.num_features = channels
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(channels, num_classes)
+        )
         self.pretrained_cfg: dict[str, Any] = {
             "input_size": (3, 224, 224),
             "interpolation": "bilinear",
             "mean": (0.485, 0.456, 0.406),
             "std": (0.229, 0.224, 0.225),
             "crop_pct": 1.0,
+            "classifier": "head.3",
         }
 
     def get_classifier(self) -> nn.Module:
@@ -79,17 +83,36 @@ def create_model(
 ) -> nn.Module:
     """Create ``name`` with a ``num_classes`` head.
 
-    ``weights`` is a local weights file for the timm model (its head is replaced for
-    ``num_classes``); ``pretrained`` loads timm's own weights from the hub.
+    ``weights`` is a local weights file for the timm model (a state dict, a checkpoint or
+    bundle holding one, or safetensors; its head is replaced for ``num_classes``);
+    ``pretrained`` loads timm's own weights from the Hugging Face hub.
     """
     check_model_name(name)
     if name == BASELINE_CNN:
+        if pretrained or weights:
+            raise ConfigError(
+                "baseline_cnn has no pretrained weights; set model.pretrained=false and model.weights=null."
+            )
         return BaselineCNN(num_classes=num_classes, drop_rate=drop_rate, **kwargs)
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     if weights:
-        kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
-    return timm.create_model(name, pretrained=pretrained or bool(weights), num_classes=num_classes, drop_rate=drop_rate, **kwargs)
+        if not Path(weights).expanduser().is_file():
+            raise ConfigError(f"model.weights={weights}: no such file.")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(Path(weights).expanduser())}
+    try:
+        return timm.create_model(
+            name, pretrained=pretrained or bool(weights), num_classes=num_classes, drop_rate=drop_rate, **kwargs
+        )
+    except Exception as error:
+        if not pretrained or weights:
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"Cannot get pretrained weights for {name} from the Hugging Face hub ({reason}). "
+            "Fix: set model.weights=PATH to a local weights file, or connect to the network "
+            "(or point HF_HOME at a Hugging Face cache that holds them)."
+        ) from error
 
 
 def model_data_config(model: nn.Module, image_size: int, crop_pct: float | None = None) -> dict[str, Any]:

@@ -28,12 +28,15 @@ from image_classifier.distributed import (
     set_epoch,
     wrap_model,
 )
+from image_classifier.early_stopping import EarlyStopping
 from image_classifier.engine import PRECISIONS, StepState, predict, train_one_epoch
 from image_classifier.errors import ConfigError
+from image_classifier.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.model import check_model_name, create_model, model_data_config
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, write_metrics
+from image_classifier.resume import Progress, Resumable, find_resume_checkpoint, load_resume_bundle
 from image_classifier.runtime import config_dir, project_root, report_user_errors, seed_everything, select_device
 from image_classifier.tracking import create_tracker
 
@@ -55,12 +58,14 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError("data.batch_size must be >= 1 and data.image_size >= 8.")
     if cfg.trainer.monitor_mode not in ("max", "min"):
         raise ConfigError(f"trainer.monitor_mode must be max or min, got {cfg.trainer.monitor_mode}.")
+    if cfg.trainer.accumulate_grad_batches < 1:
+        raise ConfigError(f"trainer.accumulate_grad_batches must be >= 1, got {cfg.trainer.accumulate_grad_batches}.")
 
 
 def model_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The keyword arguments that rebuild the architecture (no weight sources)."""
-    kwargs = OmegaConf.to_container(cfg.model.get("kwargs") or {}, resolve=True)
-    assert isinstance(kwargs, dict)
+    extra = cfg.model.get("kwargs")
+    kwargs: dict[str, Any] = OmegaConf.to_container(extra, resolve=True) if extra is not None else {}  # type: ignore[assignment]
     kwargs["drop_rate"] = cfg.model.drop_rate
     if cfg.model.get("drop_path_rate") is not None:
         kwargs["drop_path_rate"] = cfg.model.drop_path_rate
@@ -88,6 +93,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = create_model(
         cfg.model.name, num_classes=len(classes), pretrained=cfg.model.pretrained, weights=cfg.model.weights, **kwargs
     )
+    resume_from = find_resume_checkpoint(cfg.trainer.resume, run_dir)
+    resumed = load_resume_bundle(resume_from, cfg.model.name, classes) if resume_from else None
+    if resumed is not None:
+        log.info("Resuming from %s (after epoch %d)", resume_from, resumed.epoch)
+        model.load_state_dict(resumed.state_dict)
     data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
     data = build_dataloaders(cfg.data, data_config, seed=cfg.trainer.seed)
     model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
@@ -99,20 +109,32 @@ def train(cfg: DictConfig) -> dict[str, float]:
         optimizer,
         **OmegaConf.to_container(cfg.scheduler, resolve=True),  # type: ignore[arg-type]
         num_epochs=cfg.trainer.max_epochs,
-        updates_per_epoch=len(data.loaders["train"]),
+        updates_per_epoch=math.ceil(len(data.loaders["train"]) / cfg.trainer.accumulate_grad_batches),
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.trainer.label_smoothing)
+    mixup = build_mixup(cfg.trainer, len(classes), data.loaders["train"].batch_size)
+    loss_fn = build_loss(cfg.trainer.label_smoothing, mixup)
+    ema = build_ema(cfg.trainer, model)
+    stopper = EarlyStopping(**cfg.trainer.early_stopping, mode=cfg.trainer.monitor_mode)
+    resumable = Resumable(optimizer, scheduler, scaler, ema, stopper, data.loaders["train"].generator)
+    progress = resumable.load_state_dict(resumed.training_state) if resumed is not None else Progress()
     resolved_config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved_config, dict)
-    tracker = create_tracker(cfg.get("logger") if is_main() else None, run_dir, resolved_config)
-    lineage = {"git_commit": git_commit(project_root()), "data_fingerprint": data.dataset.fingerprint, "run_dir": str(run_dir)}
+    run_id = resumed.training_state.get("wandb_run_id") if resumed is not None else None
+    tracker = create_tracker(cfg.get("logger") if is_main() else None, run_dir, resolved_config, run_id=run_id)
+    lineage = {
+        "git_commit": git_commit(project_root()),
+        "data_fingerprint": data.dataset.fingerprint,
+        "run_dir": str(run_dir),
+    }
     if tracker.run_id:
         lineage["wandb_run_id"] = tracker.run_id
+    if resume_from is not None:
+        lineage["resumed_from"] = str(resume_from)
 
-    def bundle(metrics: dict[str, float], epoch: int) -> Bundle:
+    def bundle(metrics: dict[str, float], epoch: int, weights: nn.Module = model, **extra: Any) -> Bundle:
         return Bundle(
-            state_dict=model.state_dict(),
+            state_dict=weights.state_dict(),
             model_name=cfg.model.name,
             model_kwargs=kwargs,
             classes=data.classes,
@@ -122,46 +144,55 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics=metrics,
             versions=library_versions(),
             epoch=epoch,
+            **extra,
         )
+
+    def validate(net: nn.Module, prefix: str) -> dict[str, float]:
+        logits, targets = predict(net, data.loaders["val"], device=device, precision=precision, desc=prefix)
+        return _prefixed(prefix, _headline(classification_metrics(logits, targets, data.classes)))
 
     def on_step(state: StepState) -> None:
         if state.step % cfg.trainer.log_every_n_steps == 0:
             tracker.log({"train/loss_step": state.loss, "train/lr": state.lr}, step=state.step)
 
-    monitor, mode = cfg.trainer.monitor, cfg.trainer.monitor_mode
-    best: float | None = None
-    step = 0
-    history: list[dict[str, float]] = []
-    for epoch in range(cfg.trainer.max_epochs):
+    # with EMA on, the EMA weights are the result: they are monitored, kept as best.pt and tested
+    monitor = ema_metric_name(cfg.trainer.monitor) if ema is not None else cfg.trainer.monitor
+    while progress.next_epoch < cfg.trainer.max_epochs and not stopper.stopped:
+        epoch = progress.next_epoch
         set_epoch(data.loaders, epoch)
-        train_metrics, step = train_one_epoch(
+        apply_head_warmup(model, epoch, cfg.trainer.head_warmup_epochs)
+        train_metrics, progress.step = train_one_epoch(
             train_model, data.loaders["train"], loss_fn, optimizer, scheduler, scaler,
-            device=device, precision=precision, epoch=epoch, step=step,
+            device=device, precision=precision, epoch=epoch, step=progress.step,
             clip_grad_norm=cfg.trainer.clip_grad_norm, channels_last=cfg.trainer.channels_last, on_step=on_step,
+            accumulate=cfg.trainer.accumulate_grad_batches, mixup=mixup, ema=ema,
         )  # fmt: skip
         train_metrics = mean_over_ranks(train_metrics)
         scheduler.step(epoch + 1)
-        logits, targets = predict(train_model, data.loaders["val"], device=device, precision=precision, desc="val")
-        val_metrics = classification_metrics(logits, targets, data.classes)
-        epoch_metrics = {"epoch": epoch, **_prefixed("train", train_metrics), **_prefixed("val", _headline(val_metrics))}
-        history.append(epoch_metrics)
-        tracker.log(epoch_metrics, step=step)
+        epoch_metrics = {"epoch": epoch, **_prefixed("train", train_metrics), **validate(train_model, "val")}
+        if ema is not None:
+            epoch_metrics |= validate(ema.module, "val_ema")
+        progress.history.append(epoch_metrics)
+        progress.next_epoch = epoch + 1
+        tracker.log(epoch_metrics, step=progress.step)
         log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in epoch_metrics.items() if k != "epoch"))
 
-        if is_main():
-            save_bundle(checkpoints / "last.pt", bundle(epoch_metrics, epoch))
-        if is_better(epoch_metrics[monitor], best, mode):
-            best = epoch_metrics[monitor]
-            if is_main():
-                save_bundle(checkpoints / "best.pt", bundle(epoch_metrics, epoch))
+        improved = is_better(epoch_metrics[monitor], progress.best, cfg.trainer.monitor_mode)
+        progress.best = epoch_metrics[monitor] if improved else progress.best
+        if stopper.update(epoch_metrics[monitor]):
+            log.info("Early stopping after epoch %d: no %s improvement in %d epochs", epoch, monitor, stopper.patience)
+        if is_main():  # best.pt first: a last.pt on disk always has its best.pt
+            if improved:
+                save_bundle(checkpoints / "best.pt", bundle(epoch_metrics, epoch, weights=ema.module if ema else model))
+            state = resumable.state_dict(progress, tracker.run_id)
+            save_bundle(checkpoints / "last.pt", bundle(epoch_metrics, epoch, training_state=state))
 
     best_bundle_path = checkpoints / "best.pt"
     best_state = torch.load(best_bundle_path, map_location="cpu", weights_only=True) if is_main() else None
     best_state = broadcast_object(best_state)
     model.load_state_dict(best_state["state_dict"])
-    metrics = {f"train/{k}": v for k, v in train_metrics.items()}
-    metrics |= {f"val/{k}": v for k, v in _headline(val_metrics).items()}
-    metrics[f"best/{monitor}"] = float(best if best is not None else math.nan)
+    metrics = {k: v for k, v in progress.history[-1].items() if k != "epoch"}
+    metrics[f"best/{monitor}"] = float(progress.best if progress.best is not None else math.nan)
     metrics["best/epoch"] = float(best_state["epoch"])
     if "test" in data.loaders:
         logits, targets = predict(model, data.loaders["test"], device=device, precision=precision, desc="test")
@@ -172,16 +203,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
             figure = run_dir / "figures" / "confusion_matrix.png"
             plot_confusion_matrix(matrix, data.classes, figure, title="Test confusion matrix")
         tracker.confusion_matrix(matrix, data.classes, key="test/confusion_matrix")
-        best_bundle = bundle({**best_state["metrics"], **_prefixed("test", _headline(test_metrics))}, best_state["epoch"])
+        best_bundle = bundle(
+            {**best_state["metrics"], **_prefixed("test", _headline(test_metrics))}, best_state["epoch"]
+        )
         if is_main():
             save_bundle(best_bundle_path, best_bundle)
 
     if not is_main():
         return metrics
     write_metrics(run_dir / "metrics.json", metrics)
-    (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+    (run_dir / "history.json").write_text(json.dumps(progress.history, indent=2))
     tracker.summary(metrics)
-    tracker.model_artifact(best_bundle_path, name=f"{cfg.model.name}-{cfg.data.name}", metadata={"classes": data.classes, **lineage})
+    tracker.model_artifact(
+        best_bundle_path, name=f"{cfg.model.name}-{cfg.data.name}", metadata={"classes": data.classes, **lineage}
+    )
     tracker.finish()
     print_metrics_table(metrics, title=f"{cfg.model.name} on {cfg.data.name}: final metrics ({run_dir})")
     return metrics

@@ -1,0 +1,138 @@
+"""Exact resume: capture and restore everything a run needs to continue as if never stopped.
+
+The state lives in the ``training_state`` field of ``last.pt`` and holds only tensors and
+plain Python values, so the bundle still loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from image_classifier.checkpoint import Bundle, load_bundle
+from image_classifier.early_stopping import EarlyStopping
+from image_classifier.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+def capture_rng(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Python, numpy, torch (CPU and every CUDA device) and DataLoader generator states."""
+    version, mt_state, gauss_next = random.getstate()
+    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # type: ignore[misc]
+    return {
+        "python": {"version": version, "state": list(mt_state), "gauss_next": gauss_next},
+        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(cached_gaussian)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "loader": loader_generator.get_state() if loader_generator is not None else None,
+    }
+
+
+def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
+    """Undo :func:`capture_rng`: every generator continues from where it was captured."""
+    python = state["python"]
+    random.setstate((python["version"], tuple(python["state"]), python["gauss_next"]))
+    numpy = state["numpy"]
+    keys = np.asarray(numpy["keys"], dtype=np.uint32)
+    np.random.set_state(("MT19937", keys, numpy["pos"], numpy["has_gauss"], numpy["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if loader_generator is not None and state["loader"] is not None:
+        loader_generator.set_state(state["loader"])
+
+
+def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+    """The ``last.pt`` that ``trainer.resume`` names.
+
+    ``null`` starts fresh; ``auto`` continues from ``<run_dir>/checkpoints/last.pt`` when the
+    run dir (``hydra.run.dir``) has one, else starts fresh, so re-running the same command
+    with a fixed run dir continues an interrupted run; any other value is a path that must exist.
+    """
+    if resume in (None, "", False):
+        return None
+    if str(resume) == "auto":
+        candidate = run_dir / LAST_CHECKPOINT
+        if candidate.is_file():
+            return candidate
+        log.info("trainer.resume=auto: no %s yet, starting a fresh run", candidate)
+        return None
+    path = Path(str(resume)).expanduser()
+    if path.is_dir():
+        path = path / LAST_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {path} (give a last.pt, a run dir, or auto).")
+    return path
+
+
+def load_resume_bundle(path: Path, model_name: str, classes: list[str]) -> Bundle:
+    """Load ``path`` and check that it can continue this run."""
+    bundle = load_bundle(path)
+    if not bundle.training_state:
+        raise CheckpointError(f"{path} holds no training state to resume from (resume from a last.pt).")
+    if bundle.model_name != model_name or list(bundle.classes) != list(classes):
+        raise CheckpointError(
+            f"{path} was trained as {bundle.model_name} on {len(bundle.classes)} classes; "
+            f"this run is {model_name} on {len(classes)} classes."
+        )
+    return bundle
+
+
+@dataclass
+class Progress:
+    """Where the epoch loop stands: the next epoch to run, optimizer steps so far, best value, history."""
+
+    next_epoch: int = 0
+    step: int = 0
+    best: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Resumable:
+    """Everything with state that a resumed run must restore, beside the model weights."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    ema: torch.nn.Module | None
+    early_stopping: EarlyStopping
+    loader_generator: torch.Generator | None
+
+    def state_dict(self, progress: Progress, wandb_run_id: str | None) -> dict[str, Any]:
+        """The ``training_state`` of ``last.pt``: call it at the end of an epoch, after validation."""
+        return {
+            "next_epoch": progress.next_epoch,
+            "step": progress.step,
+            "best": progress.best,
+            "history": progress.history,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "early_stopping": self.early_stopping.state_dict(),
+            "rng": capture_rng(self.loader_generator),
+            "wandb_run_id": wandb_run_id,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> Progress:
+        """Restore every component and RNG from ``state``; returns where the loop continues."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:
+            if state["ema"] is None:
+                raise CheckpointError("trainer.ema.enabled=true but the checkpoint was trained without EMA.")
+            self.ema.load_state_dict(state["ema"])
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        restore_rng(state["rng"], self.loader_generator)
+        return Progress(state["next_epoch"], state["step"], state["best"], list(state["history"]))

@@ -1,0 +1,137 @@
+"""Fine-tuning pieces: Mixup, head warm-up, EMA, gradient accumulation, layer decay, early stopping, RNG state."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from image_classifier.early_stopping import EarlyStopping
+from image_classifier.engine import train_one_epoch
+from image_classifier.errors import ConfigError
+from image_classifier.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
+from image_classifier.model import create_model
+from image_classifier.resume import capture_rng, restore_rng
+
+
+def _trainer_cfg(**overrides: object) -> object:
+    base = {
+        "label_smoothing": 0.1,
+        "mixup": {"mixup_alpha": 0.0, "cutmix_alpha": 0.0, "prob": 1.0, "switch_prob": 0.5, "mode": "batch"},
+        "ema": {"enabled": False, "decay": 0.9, "warmup": False},
+    }
+    return OmegaConf.merge(base, overrides)
+
+
+def test_mixup_is_off_by_default_and_mixes_labels_when_on() -> None:
+    assert build_mixup(_trainer_cfg(), num_classes=4, batch_size=8) is None
+    assert isinstance(build_loss(0.1, None), nn.CrossEntropyLoss)
+    mixup = build_mixup(_trainer_cfg(mixup={"mixup_alpha": 0.8, "cutmix_alpha": 1.0}), num_classes=4, batch_size=8)
+    assert mixup is not None and isinstance(build_loss(0.1, mixup), SoftTargetCrossEntropy)
+    images, soft = mixup(torch.rand(8, 3, 16, 16), torch.arange(8) % 4)
+    assert images.shape == (8, 3, 16, 16) and soft.shape == (8, 4)
+    assert torch.allclose(soft.sum(dim=1), torch.ones(8))
+    assert (soft > 0).sum(dim=1).min() >= 2  # every target is a mix (and smoothed)
+
+
+def test_mixup_rejects_an_odd_batch() -> None:
+    with pytest.raises(ConfigError, match=r"even data\.batch_size"):
+        build_mixup(_trainer_cfg(mixup={"cutmix_alpha": 1.0}), num_classes=4, batch_size=7)
+
+
+def test_head_warmup_trains_only_the_classifier_then_everything() -> None:
+    model = create_model("baseline_cnn", num_classes=3, width=4)
+    head = {id(p) for p in model.get_classifier().parameters()}
+    apply_head_warmup(model, epoch=0, head_warmup_epochs=2)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == head
+    apply_head_warmup(model, epoch=2, head_warmup_epochs=2)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_layer_decay_gives_earlier_layers_smaller_learning_rates() -> None:
+    model = create_model("test_convnext", num_classes=3)
+    optimizer = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+    scales = sorted({group["lr_scale"] for group in optimizer.param_groups})
+    assert len(scales) >= 3 and scales[-1] == 1.0 and scales[0] < 0.2
+
+
+def _loader(batch_size: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(32, 6, generator=generator), torch.randint(0, 3, (32,), generator=generator))
+    return DataLoader(data, batch_size=batch_size, shuffle=False)
+
+
+def _one_epoch(batch_size: int, accumulate: int, ema: bool = False) -> tuple[nn.Module, int, object]:
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loader = _loader(batch_size)
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="cosine", num_epochs=1, updates_per_epoch=len(loader) // accumulate
+    )
+    model_ema = build_ema(_trainer_cfg(ema={"enabled": ema, "decay": 0.5, "warmup": False}), model)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    _, step = train_one_epoch(
+        model, loader, nn.CrossEntropyLoss(), optimizer, scheduler, scaler,
+        device=torch.device("cpu"), precision="32", epoch=0, step=0, accumulate=accumulate, ema=model_ema,
+    )  # fmt: skip
+    return model, step, model_ema
+
+
+def test_gradient_accumulation_equals_the_larger_batch() -> None:
+    big, big_steps, _ = _one_epoch(batch_size=16, accumulate=1)
+    accumulated, steps, _ = _one_epoch(batch_size=8, accumulate=2)
+    assert steps == big_steps == 2
+    for a, b in zip(big.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_ema_follows_the_trained_weights() -> None:
+    model, _, ema = _one_epoch(batch_size=8, accumulate=1, ema=True)
+    torch.manual_seed(0)
+    initial = nn.Linear(6, 3)
+    assert ema is not None
+    ema_weight, weight, start = ema.module.weight, model.weight, initial.weight
+    assert not torch.equal(ema_weight, weight) and not torch.equal(ema_weight, start)
+    assert (ema_weight - weight).norm() < (start - weight).norm()
+
+
+def test_ema_metric_name() -> None:
+    assert ema_metric_name("val/accuracy") == "val_ema/accuracy"
+    assert ema_metric_name("train/loss") == "train/loss"
+
+
+def test_early_stopping_waits_patience_epochs_without_improvement() -> None:
+    stopper = EarlyStopping(patience=2, min_delta=0.01, mode="max")
+    assert [stopper.update(v) for v in (0.5, 0.6, 0.605, 0.59)] == [False, False, False, True]
+    restored = EarlyStopping(patience=2, mode="max")
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.stopped and restored.best == 0.6
+    assert not any(EarlyStopping(patience=None).update(v) for v in (3.0, 2.0, 1.0))
+    assert EarlyStopping(patience=1, mode="min").update(1.0) is False
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint() -> None:
+    loader = DataLoader(list(range(20)), batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(3))
+    list(loader)
+    buffer = io.BytesIO()
+    torch.save({"rng": capture_rng(loader.generator)}, buffer)
+
+    def draws() -> tuple[float, float, float, list[list[int]]]:
+        return random.random(), float(np.random.rand()), float(torch.rand(1)), [b.tolist() for b in loader]
+
+    expected = draws()
+    draws()  # move every generator on
+    buffer.seek(0)
+    restore_rng(torch.load(buffer, weights_only=True)["rng"], loader.generator)
+    assert draws() == expected
