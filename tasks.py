@@ -184,3 +184,67 @@ def params(c: Context, overrides: str = "") -> None:
 
     compose_and_dump(ROOT / "params.yaml", str(ROOT / "configs"), None, "pipeline", str(ROOT), shlex.split(overrides))
     print(f"Wrote {ROOT / 'params.yaml'}")
+
+
+@task(help={"model": "checkpoint bundle or .onnx (default: the newest best.pt)", "port": "port on 127.0.0.1"})
+def serve(c: Context, model: str = "", port: int = 8000, host: str = "127.0.0.1") -> None:
+    """Serve a model with uvicorn: invoke serve --model PATH --port N (see README, Serving)."""
+    path = model or str(_newest_checkpoint() or "")
+    if not path:
+        sys.exit("error: no model given and no best.pt under outputs/train: pass --model PATH.")
+    _run(c, f"{PY} -m image_classifier.api --model {shlex.quote(path)} --host {host} --port {port}")
+
+
+@task(
+    help={
+        "checkpoint": "bundle to export (default: the newest best.pt)",
+        "output": "ONNX path (default: models/<name>.onnx)",
+        "quantize": "also write an int8 dynamically quantized model",
+        "data": "ImageFolder split for the int8 accuracy change, e.g. data/processed/shapes/test",
+    }
+)
+def export(c: Context, checkpoint: str = "", output: str = "", quantize: bool = False, data: str = "") -> None:
+    """Export a bundle to ONNX (dynamic batch, metadata), verified against PyTorch."""
+    path = checkpoint or str(_newest_checkpoint() or "")
+    if not path:
+        sys.exit("error: no checkpoint given and no best.pt under outputs/train: pass --checkpoint PATH.")
+    args = ["--checkpoint", path] + (["--output", output] if output else []) + (["--quantize"] if quantize else [])
+    _run(c, f"{PY} -m image_classifier.export {shlex.join(args + (['--data', data] if data else []))}")
+
+
+@task(
+    help={
+        "log": "prediction log written by the API (IC_PREDICTION_LOG)",
+        "reference": "training images, e.g. data/processed/shapes/train",
+        "out": "report directory",
+    }
+)
+def drift(c: Context, log: str, reference: str, out: str = "reports/drift") -> None:
+    """Compare recent served inputs with the training data (KS tests) and write a drift report."""
+    _run(c, f"{PY} -m image_classifier.drift {shlex.join(['--log', log, '--reference', reference, '--out', out])}")
+
+
+@task(
+    help={
+        "host": "URL of a running API",
+        "users": "concurrent users",
+        "duration": "run time, e.g. 30s or 2m",
+        "images": "folder of images to post (default: generated)",
+    }
+)
+def loadtest(
+    c: Context, host: str = "http://127.0.0.1:8000", users: int = 16, duration: str = "30s", images: str = ""
+) -> None:
+    """Load-test a running API with locust (headless); writes reports/loadtest_*.csv."""
+    env = f"LOCUST_IMAGES={shlex.quote(images)} " if images else ""
+    _run(
+        c,
+        f"{env}{PY} -m locust -f locustfile.py --headless --host {shlex.quote(host)} -u {users} -r {users} "
+        f"-t {duration} --csv reports/loadtest --only-summary",
+    )
+
+
+@task(name="bench-serve", help={"args": "extra arguments, e.g. '--model-name resnet18 --image-size 64 --duration 10'"})
+def bench_serve(c: Context, args: str = "") -> None:
+    """Serving benchmark: req/s and p50/p99 at concurrency 1 and 16 against the offline batched ceiling."""
+    _run(c, f"{PY} -m image_classifier.bench_serve {args}")

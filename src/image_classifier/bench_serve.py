@@ -1,0 +1,326 @@
+"""Serving benchmark: requests/s and p50/p99 latency of a real uvicorn on 127.0.0.1.
+
+``python -m image_classifier.bench_serve [--model-name resnet18 --image-size 64 --duration 5]``
+
+For eager PyTorch and ONNX Runtime, at concurrency 1 and 16, with micro-batching on and off (one
+request per forward pass), against two offline ceilings measured in the same run: batched forward
+passes on in-memory tensors (``model``), and batched decode + preprocess + forward of the same image
+bytes (``pipeline``). Absolute numbers depend on the machine; the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from image_classifier.api.images import prepare
+from image_classifier.api.predictors import load_predictor
+from image_classifier.checkpoint import Bundle, library_versions, save_bundle
+from image_classifier.errors import UserError
+from image_classifier.export import export
+from image_classifier.model import create_model, model_data_config
+from image_classifier.preprocess import eval_transform
+
+
+@dataclass
+class LoadResult:
+    backend: str
+    micro_batching: bool
+    concurrency: int
+    requests: int
+    errors: int
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    ratio_to_model_ceiling: float = 0.0
+    ratio_to_pipeline_ceiling: float = 0.0
+    speedup_vs_one_per_forward: float | None = None
+
+
+def random_bundle(model_name: str, image_size: int, path: Path, num_classes: int = 10) -> Path:
+    """A bundle with seeded random weights: throughput does not depend on what the weights learned."""
+    torch.manual_seed(0)
+    model = create_model(model_name, num_classes=num_classes).eval()
+    bundle = Bundle(
+        state_dict=model.state_dict(),
+        model_name=model_name,
+        model_kwargs={},
+        classes=[f"class_{i}" for i in range(num_classes)],
+        data_config=model_data_config(model, image_size),
+        config={},
+        lineage={"git_commit": "benchmark"},
+        metrics={},
+        versions=library_versions(),
+        epoch=0,
+    )
+    return save_bundle(path, bundle)
+
+
+def sample_images(count: int, size: int, seed: int = 0) -> list[bytes]:
+    """JPEG-encoded noise images of ``size`` pixels (decoding cost like real small photos)."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=90)
+        images.append(buffer.getvalue())
+    return images
+
+
+def _rate(step: Callable[[], int], duration: float) -> float:
+    """Items per second of repeated ``step()`` calls (each returns how many items it did), after a warm-up."""
+    for _ in range(2):
+        step()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < duration:
+        done += step()
+    return done / (time.perf_counter() - start)
+
+
+def offline_ceilings(
+    model_path: Path, images: list[bytes], batch: int, duration: float, threads: int
+) -> dict[str, float]:
+    """Images/s of batched forward passes (``model``) and of decode + preprocess + forward (``pipeline``)."""
+    predictor = load_predictor(model_path, threads)
+    transform = eval_transform(predictor.data_config)
+    chunk = (images * (batch // len(images) + 1))[:batch]
+    tensors = np.stack([prepare(data, "x", transform, 2**30, 2**30)[0] for data in chunk])
+
+    def model_step() -> int:
+        predictor(tensors)
+        return batch
+
+    def pipeline_step() -> int:
+        predictor(np.stack([prepare(data, "x", transform, 2**30, 2**30)[0] for data in chunk]))
+        return batch
+
+    return {"model": _rate(model_step, duration), "pipeline": _rate(pipeline_step, duration)}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class UvicornServer:
+    """``uvicorn image_classifier.api:app`` in a subprocess on a free loopback port."""
+
+    def __init__(self, model_path: Path, max_batch: int, max_wait_ms: float, threads: int) -> None:
+        self.port = _free_port()
+        env = {
+            **os.environ,
+            "MODEL_PATH": str(model_path),
+            "IC_MAX_BATCH": str(max_batch),
+            "IC_MAX_WAIT_MS": str(max_wait_ms),
+            "IC_PREDICTION_LOG": "",
+            "IC_THREADS": str(threads),
+        }
+        command = [sys.executable, "-m", "uvicorn", "image_classifier.api:app", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        self.process = subprocess.Popen(command, env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise UserError(f"uvicorn exited with status {self.process.returncode}")
+                try:
+                    async with session.get(f"{self.url}/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise UserError(f"uvicorn did not become healthy in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def multipart(image: bytes, boundary: str = "benchmark-boundary") -> tuple[bytes, str]:
+    """One pre-encoded multipart body, so the load generator spends little CPU per request."""
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="image.jpg"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+async def load(url: str, bodies: list[tuple[bytes, str]], concurrency: int, duration: float, warmup: float) -> dict:
+    """``concurrency`` closed-loop clients posting images for ``duration`` seconds after ``warmup``."""
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from, stop_at = start + warmup, start + warmup + duration
+
+    async def client(worker: int, session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        i = worker
+        while (now := time.perf_counter()) < stop_at:
+            body, content_type = bodies[i % len(bodies)]
+            i += concurrency
+            async with session.post(f"{url}/predict", data=body, headers={"Content-Type": content_type}) as response:
+                await response.read()
+                ok = response.status == 200
+            if now >= measure_from:
+                latencies.append(time.perf_counter() - now)
+                errors += not ok
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(client(w, session) for w in range(concurrency)))
+    samples = np.array(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_s": len(latencies) / duration,
+        "p50_ms": float(np.percentile(samples, 50)),
+        "p99_ms": float(np.percentile(samples, 99)),
+    }
+
+
+async def serve_and_load(model_path: Path, backend: str, micro_batching: bool, args: argparse.Namespace,
+                         bodies: list[tuple[bytes, str]]) -> list[LoadResult]:  # fmt: skip
+    server = UvicornServer(model_path, args.max_batch if micro_batching else 1, args.max_wait_ms, args.threads)
+    try:
+        await server.wait_healthy()
+        results = []
+        for concurrency in args.concurrency:
+            figures = await load(server.url, bodies, concurrency, args.duration, args.warmup)
+            results.append(
+                LoadResult(backend=backend, micro_batching=micro_batching, concurrency=concurrency, **figures)
+            )
+        return results
+    finally:
+        server.stop()
+
+
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    bundle = args.model or random_bundle(args.model_name, args.image_size, workdir / "bench.pt")
+    onnx_path = export(bundle, workdir / "bench.onnx").onnx_path
+    size = load_predictor(bundle).data_config["input_size"][-1]
+    images = sample_images(32, size)
+    bodies = [multipart(image) for image in images]
+    models = {"pytorch": Path(bundle), "onnxruntime": Path(onnx_path)}
+    ceilings = {
+        name: offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
+        for name, path in models.items()
+    }
+    results: list[LoadResult] = []
+    for backend, path in models.items():
+        for micro_batching in (True, False):
+            results += asyncio.run(serve_and_load(path, backend, micro_batching, args, bodies))
+    for result in results:
+        result.ratio_to_model_ceiling = result.requests_per_s / ceilings[result.backend]["model"]
+        result.ratio_to_pipeline_ceiling = result.requests_per_s / ceilings[result.backend]["pipeline"]
+        if result.micro_batching:
+            baseline = next(
+                r for r in results
+                if r.backend == result.backend and not r.micro_batching and r.concurrency == result.concurrency
+            )  # fmt: skip
+            result.speedup_vs_one_per_forward = result.requests_per_s / baseline.requests_per_s
+    model_name = load_predictor(bundle).model_name
+    return {
+        "model": model_name,
+        "input_size": size,
+        "max_batch": args.max_batch,
+        "max_wait_ms": args.max_wait_ms,
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "offline_ceilings_images_per_s": ceilings,
+        "results": [asdict(result) for result in results],
+    }
+
+
+def print_report(report: dict, console: Console) -> None:
+    ceilings = report["offline_ceilings_images_per_s"]
+    table = Table(
+        title=f"Serving {report['model']} at {report['input_size']} px, max batch {report['max_batch']}, "
+        f"{report['threads']} model thread(s)"
+    )
+    for column in ("backend", "batching", "conc.", "req/s", "p50 ms", "p99 ms", "÷ model ceiling",
+                   "÷ pipeline ceiling", "× one-per-forward"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for r in report["results"]:
+        table.add_row(
+            r["backend"], "micro" if r["micro_batching"] else "off", str(r["concurrency"]),
+            f"{r['requests_per_s']:.1f}",
+            f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['ratio_to_model_ceiling']:.2f}",
+            f"{r['ratio_to_pipeline_ceiling']:.2f}",
+            "" if r["speedup_vs_one_per_forward"] is None else f"{r['speedup_vs_one_per_forward']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    for backend, ceiling in ceilings.items():
+        console.print(
+            f"{backend} offline ceilings: model {ceiling['model']:.1f} images/s, "
+            f"pipeline (decode + preprocess + model) {ceiling['pipeline']:.1f} images/s"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.bench_serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, help="checkpoint bundle to serve (default: a random-weight model)")
+    parser.add_argument(
+        "--model-name", default="resnet18", help="timm model (or baseline_cnn) when --model is not given"
+    )
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per configuration")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads of the model, offline and in the server (same for both)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("reports/bench_serve.json"))
+    args = parser.parse_args(argv)
+    console = Console(width=max(Console().width, 130))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = run(args, Path(tmp))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_report(report, console)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"Wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
