@@ -248,3 +248,9 @@ def loadtest(
 def bench_serve(c: Context, args: str = "") -> None:
     """Serving benchmark: req/s and p50/p99 at concurrency 1 and 16 against the offline batched ceiling."""
     _run(c, f"{PY} -m image_classifier.bench_serve {args}")
+
+
+@task(help={"args": "extra arguments, e.g. '--quick' or '--no-serve --shared-data PATH'"})
+def bench(c: Context, args: str = "") -> None:
+    """Benchmarks: train/eval loops against the compute ceiling, RSS and epoch time vs data size, start-up time."""
+    _run(c, f"{PY} -m image_classifier.bench {args}")

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import DictConfig
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from image_classifier.data.cache import CachedImages, cache_dir_for
 from image_classifier.data.layout import Sample, write_prepared_dataset
@@ -37,14 +39,14 @@ def _write(root: Path, seed: int = 0) -> None:
 
 
 @pytest.fixture
-def photos_cfg(compose_config: ComposeFn, tmp_path: Path):  # noqa: ANN201
+def photos_cfg(compose_config: ComposeFn, tmp_path: Path) -> DictConfig:
     _write(tmp_path / "data")
     return compose_config(
         overrides=["data=cifar10", f"data.root={tmp_path / 'data'}", "data.batch_size=4", "data.num_workers=0"]
     )
 
 
-def _loader(cfg, split: str, training: bool = False, cache: bool = True):  # noqa: ANN001, ANN202
+def _loader(cfg: DictConfig, split: str, training: bool = False, cache: bool = True) -> DataLoader:
     cfg.data.cache = cache
     dataset = open_dataset(cfg.data)
     model = create_model("baseline_cnn", num_classes=len(dataset.classes), width=8)
@@ -52,7 +54,7 @@ def _loader(cfg, split: str, training: bool = False, cache: bool = True):  # noq
     return split_loader(cfg.data, dataset, split, data_config, seed=0, training=training)
 
 
-def test_eval_batches_from_the_cache_equal_the_jpeg_eval_transform(photos_cfg) -> None:  # noqa: ANN001
+def test_eval_batches_from_the_cache_equal_the_jpeg_eval_transform(photos_cfg: DictConfig) -> None:
     for split in ("val", "test"):
         cached, jpeg = _loader(photos_cfg, split), _loader(photos_cfg, split, cache=False)
         assert isinstance(cached.dataset, CachedImages)
@@ -61,12 +63,12 @@ def test_eval_batches_from_the_cache_equal_the_jpeg_eval_transform(photos_cfg) -
             assert torch.equal(a, b) and torch.equal(ta, tb)
 
 
-def test_training_reads_the_cache_not_the_jpegs(photos_cfg) -> None:  # noqa: ANN001
+def test_training_reads_the_cache_not_the_jpegs(photos_cfg: DictConfig) -> None:
     loader = _loader(photos_cfg, "train", training=True)
     for path, _ in loader.dataset.samples:  # type: ignore[attr-defined]
         Path(path).write_bytes(b"not a jpeg any more")
     seen = 0
-    for epoch in range(2):
+    for _ in range(2):
         for images, targets in loader:
             assert images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32)
             assert targets.dtype == torch.int64
@@ -75,7 +77,7 @@ def test_training_reads_the_cache_not_the_jpegs(photos_cfg) -> None:  # noqa: AN
     assert -3 < float(images.mean()) < 3
 
 
-def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg: DictConfig, tmp_path: Path) -> None:
     _loader(photos_cfg, "train", training=True)
     cache_dir = cache_dir_for(photos_cfg.data)
     first = sorted(p.name for p in cache_dir.iterdir())

@@ -46,7 +46,7 @@ def _auto_augment(policy: str, size: int, mean: Sequence[float], interpolation: 
 
 
 def sample_augmentation(augment: Any, data_config: dict[str, Any]) -> v2.Compose:
-    """The per-image part of the training augmentation: uint8 CHW tensor in, uint8 tensor out."""
+    """The per-image part of the training augmentation (flips are batched): uint8 CHW tensor in, uint8 out."""
     size = tuple(data_config["input_size"][-2:])
     interpolation = str(data_config.get("interpolation", "bilinear"))
     ops: list[Any] = [
@@ -58,10 +58,6 @@ def sample_augmentation(augment: Any, data_config: dict[str, Any]) -> v2.Compose
             antialias=True,
         )
     ]
-    if augment.hflip > 0:
-        ops.append(v2.RandomHorizontalFlip(p=augment.hflip))
-    if augment.vflip > 0:
-        ops.append(v2.RandomVerticalFlip(p=augment.vflip))
     policy = augment.get("auto_augment")
     if policy:
         ops.append(_auto_augment(str(policy), min(size), data_config["mean"], interpolation))
@@ -87,16 +83,22 @@ class Normalize:
 
 
 class TrainAugment:
-    """The whole training augmentation for a uint8 batch: per-image ops, normalise, random erasing."""
+    """The whole training augmentation for a uint8 batch: per-image ops, flips, normalise, random erasing."""
 
     def __init__(self, augment: Any, data_config: dict[str, Any]) -> None:
         self.per_image = sample_augmentation(augment, data_config)
+        self.hflip, self.vflip = float(augment.hflip), float(augment.vflip)
         self.normalize = Normalize(data_config["mean"], data_config["std"])
         re_prob = float(augment.get("re_prob") or 0.0)
         self.erase = RandomErasing(re_prob, mode="pixel", device="cpu") if re_prob > 0 else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        batch = self.normalize(torch.stack([self.per_image(image) for image in images]))
+        batch = torch.stack([self.per_image(image) for image in images])
+        for p, dim in ((self.hflip, -1), (self.vflip, -2)):
+            if p > 0:
+                flip = torch.rand(len(batch), device=batch.device) < p
+                batch[flip] = batch[flip].flip(dim)
+        batch = self.normalize(batch)
         if self.erase is not None:
             self.erase.device = batch.device
             batch = self.erase(batch)

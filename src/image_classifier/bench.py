@@ -1,0 +1,343 @@
+"""``python -m image_classifier.bench``: throughput against the compute ceiling, memory and start-up time.
+
+Each case runs in a fresh process (so its peak RSS is its own) and writes one record to
+``reports/bench/bench.json``: ``case``, ``phase``, ``img_size``, ``batch_size``, ``ceiling_img_s``,
+``measured_img_s``, ``ratio``, ``peak_rss_mb`` (plus details). Cases: the embedded shapes data
+(the quickstart's model and size), the Animals-V2 sample in ``../shared/data`` at 64 and 224 px
+(skipped with a message where that folder is absent), 1k vs 10k shapes images for one full
+epoch (memory and epoch time against dataset size), and the time from ``invoke train`` to the
+first training step. Records of ``python -m image_classifier.bench_serve`` are appended when that
+module exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from image_classifier.errors import UserError
+from image_classifier.runtime import project_root
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+REPORT_NAME = "bench.json"
+FIRST_STEP_MARK = b"loss="
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: a training or evaluation loop on a dataset at one size."""
+
+    case: str
+    phase: str
+    overrides: list[str]
+    batches: int = 0
+    """Batches timed per round; 0 means one full epoch."""
+    rounds: int = 2
+    split: str = "val"
+    images: int | None = field(default=None, compare=False)
+
+
+def shapes_overrides(root: Path, per_class: int | None = None) -> list[str]:
+    overrides = ["data=shapes", "model=baseline_cnn", f"data.root={root}"]
+    if per_class is not None:
+        overrides += [f"data.generate.train_per_class={per_class}", "data.generate.val_per_class=10"]
+        overrides += ["data.generate.test_per_class=10"]
+    return overrides
+
+
+def animals_overrides(root: Path, size: int, batch: int) -> list[str]:
+    return [
+        "data=animals_v2",
+        "model=convnextv2_atto",
+        f"data.root={root}",
+        f"data.image_size={size}",
+        f"data.batch_size={batch}",
+    ]
+
+
+def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | None) -> list[Case]:
+    """The cases to run; ``quick`` keeps only short shapes cases (for tests and a first look)."""
+    if quick:
+        tiny = [*shapes_overrides(data_root / "shapes-quick", 20), f"data.image_size={image_size or 32}"]
+        return [Case("shapes", "train", tiny, batches=3, rounds=1), Case("shapes", "eval", tiny, rounds=1)]
+    shapes = shapes_overrides(data_root / "shapes") + ([f"data.image_size={image_size}"] if image_size else [])
+    cases = [
+        Case("shapes", "train", shapes),
+        Case("shapes", "eval", shapes),
+        Case("shapes, no worker (data.num_workers=0)", "train", [*shapes, "data.num_workers=0"]),
+        Case("shapes, JPEG (data.cache=false)", "train", [*shapes, "data.cache=false"]),
+        Case("shapes, JPEG (data.cache=false)", "eval", [*shapes, "data.cache=false"]),
+    ]
+    if shared is not None:
+        animals = data_root / "animals_v2"
+        cases += [
+            Case("animals_v2", "train", animals_overrides(animals, 64, 64)),
+            Case("animals_v2", "eval", animals_overrides(animals, 64, 64)),
+            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=4),
+            Case("animals_v2", "eval", animals_overrides(animals, 224, 32)),
+        ]
+    for label, per_class in (("1k", 100), ("10k", 1000)):
+        overrides = shapes_overrides(data_root / f"shapes-{label}", per_class)
+        cases.append(Case(f"shapes {label} images, one epoch", "train", overrides, rounds=1, images=10 * per_class))
+    return cases
+
+
+def compose(overrides: list[str]) -> Any:
+    """The training config with ``overrides``, as ``python -m image_classifier.train`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from image_classifier.runtime import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return hydra_compose("train", overrides=[*overrides, "logger=none"])
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    """Measure ``case`` in this process (the child side of :func:`measure_in_child`)."""
+    from image_classifier.bench_measure import measure
+
+    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split)
+
+
+def measure_in_child(case: Case, log: Path) -> dict[str, Any]:
+    """Run ``case`` in a fresh interpreter and return its record (a failure raises with the log's last line)."""
+    command = [sys.executable, "-m", "image_classifier.bench", "--run-case", json.dumps(asdict(case))]
+    with open(log, "ab") as handle:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=handle, cwd=project_root(), check=False)
+    lines = done.stdout.decode().strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = log.read_text(errors="replace").strip().splitlines()
+        raise UserError(f"bench case '{case.case}' ({case.phase}) failed: {tail[-1] if tail else done.returncode}")
+    return json.loads(lines[-1])
+
+
+def prepare_data(case: Case) -> None:
+    """Generate or import the case's dataset in a separate process, so the case's memory is the loop's alone."""
+    command = [sys.executable, "-m", "image_classifier.bench", "--prepare", json.dumps(case.overrides)]
+    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise UserError(f"could not prepare data for '{case.case}': {lines[-1] if lines else done.returncode}")
+
+
+def prepare_animals(source: Path, root: Path) -> None:
+    """Import the Animals-V2 sample with the project's own importer (a no-op once prepared)."""
+    command = [
+        sys.executable,
+        "-m",
+        "image_classifier.data",
+        "animals_v2",
+        "--source",
+        str(source),
+        "--root",
+        str(root),
+    ]
+    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines()
+        raise UserError(f"could not prepare Animals-V2 from {source}: {lines[-1] if lines else done.returncode}")
+
+
+def first_step_seconds(overrides: str, run_dir: Path, timeout: float = 600) -> float | None:
+    """Seconds from launching ``invoke train`` to its first finished training step (its first loss on the bar)."""
+    command = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "train",
+        f"{overrides} logger=none trainer.max_epochs=1 hydra.run.dir={run_dir}",
+    ]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=project_root(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    assert process.stderr is not None
+    seen = b""
+    try:
+        while time.perf_counter() - start < timeout:
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                return None
+            seen = seen[-64:] + chunk
+            if FIRST_STEP_MARK in seen:
+                return round(time.perf_counter() - start, 2)
+        return None
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait()
+
+
+def startup_records(data_root: Path, scratch: Path) -> list[dict[str, Any]]:
+    """Time from ``invoke train`` to the first step: with the data generated and cached, and from nothing."""
+    records: list[dict[str, Any]] = []
+    shutil.rmtree(scratch, ignore_errors=True)
+    for label, root in (
+        ("warm: data generated and cached", data_root / "shapes"),
+        ("cold: fresh data root", scratch / "cold"),
+    ):
+        seconds = first_step_seconds(f"data.root={root}", scratch / f"run-{len(records)}")
+        records.append(
+            {
+                "case": f"invoke train -> first step ({label})",
+                "phase": "train",
+                "img_size": None,
+                "batch_size": None,
+                "ceiling_img_s": None,
+                "measured_img_s": None,
+                "ratio": None,
+                "peak_rss_mb": None,
+                "first_step_s": seconds,
+            }
+        )
+    return records
+
+
+def serve_records(scratch: Path) -> list[dict[str, Any]]:
+    """Records (phase ``serve``) from ``python -m image_classifier.bench_serve``, when that module exists.
+
+    Each load configuration becomes one record: requests/s (one image each) against the offline
+    batched-inference ceiling of the same model.
+    """
+    if importlib.util.find_spec("image_classifier.bench_serve") is None:
+        return []
+    report_path = scratch / "bench_serve.json"
+    command = [sys.executable, "-m", "image_classifier.bench_serve", "--out", str(report_path)]
+    done = subprocess.run(command, cwd=project_root(), check=False)
+    if done.returncode != 0 or not report_path.is_file():
+        console.print(f"[yellow]bench_serve failed (exit {done.returncode}); serving records left out.[/]")
+        return []
+    report = json.loads(report_path.read_text())
+    records = []
+    for result in report.get("results", []):
+        ceiling = report["offline_ceilings_images_per_s"][result["backend"]]["model"]
+        batching = "micro-batching" if result["micro_batching"] else "one per forward"
+        records.append(
+            {
+                "case": f"serve {report['model']} {result['backend']}, {batching}, {result['concurrency']} clients",
+                "phase": "serve",
+                "img_size": report["input_size"],
+                "batch_size": report["max_batch"] if result["micro_batching"] else 1,
+                "ceiling_img_s": round(ceiling, 1),
+                "measured_img_s": round(result["requests_per_s"], 1),
+                "ratio": round(result["requests_per_s"] / ceiling, 3),
+                "peak_rss_mb": None,
+                "p50_ms": result["p50_ms"],
+                "p99_ms": result["p99_ms"],
+            }
+        )
+    return records
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def print_table(records: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for column in ("case", "phase", "px", "batch", "ceiling img/s", "measured img/s", "ratio", "peak RSS MB", "notes"):
+        table.add_column(column, justify="left" if column in ("case", "phase", "notes") else "right")
+    for r in records:
+        notes = []
+        if r.get("epoch_s") is not None:
+            notes.append(f"epoch {r['epoch_s']:.1f} s for {r['images']} images")
+        if r.get("first_step_s") is not None or "first_step_s" in r:
+            notes.append(f"{_fmt(r['first_step_s'], 1)} s")
+        if r.get("workers") is not None:
+            notes.append(f"{r['workers']} workers, {r['threads']} threads")
+        ratio = r.get("ratio")
+        ratio_text = "-" if ratio is None else f"[{'green' if ratio >= 0.95 else 'red'}]{ratio:.3f}[/]"
+        table.add_row(
+            r["case"], r["phase"], _fmt(r.get("img_size")), _fmt(r.get("batch_size")), _fmt(r.get("ceiling_img_s")),
+            _fmt(r.get("measured_img_s")), ratio_text, _fmt(r.get("peak_rss_mb")), "; ".join(notes),
+        )  # fmt: skip
+    console.print(table)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def run(
+    out: Path, data_root: Path, shared: Path, quick: bool, image_size: int | None, startup: bool, serve: bool = True
+) -> list[dict[str, Any]]:
+    """Run every case, write ``out/bench.json`` and print the table; returns the records."""
+    animals_source = shared / "animals-v2"
+    have_shared = animals_source.is_dir()
+    if not have_shared:
+        console.print(f"[yellow]Skipping the real-photo cases: {animals_source} is absent.[/]")
+    out.mkdir(parents=True, exist_ok=True)
+    data_root.mkdir(parents=True, exist_ok=True)
+    log = out / "bench.log"
+    log.write_text("")
+    if have_shared and not quick:
+        prepare_animals(animals_source, data_root / "animals_v2")
+    records: list[dict[str, Any]] = []
+    for case in plan(data_root, shared if have_shared else None, quick, image_size):
+        console.print(f"[bold]{case.case}[/] ({case.phase}) ...", end=" ")
+        prepare_data(case)
+        record = {"case": case.case, "phase": case.phase, **measure_in_child(case, log)}
+        if case.images is not None:
+            record["epoch_s"] = record["loop_s"]
+        records.append(record)
+        console.print(f"ratio {record['ratio']:.3f}")
+    if startup and not quick:
+        records += startup_records(data_root, out / "scratch")
+    if serve and not quick:
+        records += serve_records(out / "scratch")
+    meta = {"load_average": load_average(), "cpus": os.cpu_count()}
+    (out / REPORT_NAME).write_text(json.dumps([{**r, **meta} for r in records], indent=2))
+    print_table(
+        records, f"Benchmarks (load average {meta['load_average']} on {meta['cpus']} CPUs) -> {out / REPORT_NAME}"
+    )
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.bench", description=__doc__.split("\n")[0])
+    root = project_root()
+    parser.add_argument("--out", type=Path, default=root / "reports" / "bench", help="where bench.json goes")
+    parser.add_argument("--data-root", type=Path, default=root / "data" / "bench", help="datasets and caches")
+    parser.add_argument("--shared-data", type=Path, default=root.parent / "shared" / "data", help="real-photo samples")
+    parser.add_argument("--quick", action="store_true", help="two short shapes cases only")
+    parser.add_argument("--image-size", type=int, default=None, help="shapes image size (default: the config's)")
+    parser.add_argument("--no-startup", action="store_true", help="skip the invoke train start-up timing")
+    parser.add_argument("--no-serve", action="store_true", help="skip the serving benchmark (bench_serve)")
+    parser.add_argument("--run-case", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        if args.run_case:
+            print(json.dumps(run_case(Case(**json.loads(args.run_case)))))
+        elif args.prepare:
+            from image_classifier.data.loaders import open_dataset
+
+            open_dataset(compose(json.loads(args.prepare)).data)
+        else:
+            run(
+                args.out, args.data_root, args.shared_data, args.quick, args.image_size,
+                not args.no_startup, not args.no_serve,
+            )  # fmt: skip
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

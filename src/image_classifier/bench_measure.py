@@ -1,0 +1,141 @@
+"""One benchmark case, measured in this process: the compute ceiling beside the project's own loop.
+
+The ceiling runs bare steps on in-memory tensors; the loop runs ``engine.train_one_epoch`` (or
+``engine.predict``) over the DataLoader that ``split_loader`` builds, with the same model, batch,
+image size, optimizer and torch threads. Rounds alternate ceiling and loop and keep the best of
+each, which is the least disturbed figure on a shared machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from torch import nn
+from torch.utils.data import DataLoader
+
+from image_classifier.data.loaders import open_dataset, split_loader
+from image_classifier.distributed import optimizer_kwargs
+from image_classifier.engine import predict, train_one_epoch
+from image_classifier.model import create_model, model_data_config
+from image_classifier.runtime import seed_everything
+from image_classifier.train import model_kwargs
+
+
+@dataclass
+class Limited:
+    """The first ``batches`` batches of a DataLoader, as the engine sees a loader (iterable with a length)."""
+
+    loader: DataLoader
+    batches: int
+
+    @property
+    def dataset(self) -> Any:
+        return self.loader.dataset
+
+    @property
+    def sampler(self) -> Any:
+        return self.loader.sampler
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.loader), self.batches)
+
+    def __len__(self) -> int:
+        return min(self.batches, len(self.loader))
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory of this process (or of its largest finished child: a DataLoader worker), in MiB."""
+    return round(resource.getrusage(who).ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024), 1)
+
+
+def _timed(fn: Any, arg: Any) -> float:
+    start = time.perf_counter()
+    fn(arg)
+    return time.perf_counter() - start
+
+
+def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    model = create_model(cfg.model.name, num_classes=classes, pretrained=False, weights=None, **model_kwargs(cfg))
+    return model, model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
+
+
+def measure(cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val") -> dict[str, Any]:
+    """Ceiling and loop throughput (images/s) for ``phase`` (``train`` or ``eval``) under ``cfg``."""
+    seed_everything(cfg.trainer.seed, False)
+    dataset = open_dataset(cfg.data)
+    model, data_config = _build(cfg, len(dataset.classes))
+    device = torch.device("cpu")
+    training = phase == "train"
+    start = time.perf_counter()
+    loader = split_loader(cfg.data, dataset, "train" if training else split, data_config, cfg.trainer.seed, training)
+    prepare_s = time.perf_counter() - start
+    batch = int(loader.batch_size or 1)
+    batches = min(batches, len(loader)) if batches > 0 else len(loader)
+    limited = Limited(loader, batches)
+    size = tuple(data_config["input_size"])
+    inputs = torch.randn(batch, *size)
+    targets = torch.randint(0, len(dataset.classes), (batch,))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg.trainer.label_smoothing))
+    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg.optimizer, cfg.data.batch_size))
+    sched_kwargs = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    scheduler, _ = create_scheduler_v2(optimizer, **sched_kwargs, num_epochs=1, updates_per_epoch=batches)  # type: ignore[arg-type]
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+
+    def ceiling_train(steps: int) -> None:
+        model.train()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(inputs), targets).backward()
+            optimizer.step()
+
+    @torch.no_grad()
+    def ceiling_eval(steps: int) -> None:
+        model.eval()
+        for _ in range(steps):
+            model(inputs)
+
+    def loop_train(view: Any) -> None:
+        train_one_epoch(
+            model, view, loss_fn, optimizer, scheduler, scaler, device=device, precision="32", epoch=0, step=0
+        )
+
+    def loop_eval(view: Any) -> None:
+        predict(model, view, device=device, precision="32", desc=split)
+
+    ceiling, loop = (ceiling_train, loop_train) if training else (ceiling_eval, loop_eval)
+    images = sum(len(t) for _, t in itertools.islice(iter(loader), batches)) if not training else batches * batch
+    ceiling(1)
+    loop(Limited(loader, 1))
+    best_ceiling, best_loop = math.inf, math.inf
+    for _ in range(rounds):
+        best_ceiling = min(best_ceiling, _timed(ceiling, batches) * images / (batches * batch))
+        best_loop = min(best_loop, _timed(loop, limited))
+    workers = loader.num_workers
+    del loader, limited  # stops the workers, so their peak memory is counted
+    ceiling_img_s = images / best_ceiling
+    measured_img_s = images / best_loop
+    return {
+        "ceiling_img_s": round(ceiling_img_s, 1),
+        "measured_img_s": round(measured_img_s, 1),
+        "ratio": round(measured_img_s / ceiling_img_s, 3),
+        "peak_rss_mb": peak_rss_mb(),
+        "worker_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN) if workers else None,
+        "images": images,
+        "loop_s": round(best_loop, 2),
+        "prepare_s": round(prepare_s, 2),
+        "workers": workers,
+        "threads": torch.get_num_threads(),
+        "batch_size": batch,
+        "img_size": int(size[-1]),
+    }
