@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import struct
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from image_classifier.data.__main__ import main
+from tests.unit.test_sources_images import png_header_only
 
 FRACTIONS = {"train": 120, "val": 15, "test": 15}
 
@@ -52,20 +51,12 @@ def test_the_competition_zip_with_train_zip_inside_gives_the_same_split(source: 
     assert manifests[0] == manifests[1]
 
 
-def bomb_png(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-
-
 def salt(folder: Path) -> None:
     """Add the kinds of bad files real downloads contain, each named like a labelled image."""
     good = next(folder.glob("cat.*.jpg")).read_bytes()
     (folder / "cat.90001.jpg").write_bytes(good[: len(good) // 3])
     (folder / "dog.90002.jpg").write_text("<html>not an image</html>")
-    (folder / "cat.90003.png").write_bytes(bomb_png(40_000, 40_000))
+    (folder / "cat.90003.png").write_bytes(png_header_only(40_000, 40_000))
     Image.new("RGB", (1, 1)).save(folder / "dog.90004.jpg")
     Image.new("CMYK", (64, 48), (0, 255, 255, 0)).save(folder / "cat.90005.jpg")
     Image.new("RGB", (64, 48), (0, 0, 255)).convert("P").save(folder / "dog.90006.png")
