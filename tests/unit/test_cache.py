@@ -11,10 +11,12 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision.transforms.v2 import functional as F
 
 from image_classifier.data.cache import CachedImages, cache_dir_for
 from image_classifier.data.layout import Sample, write_prepared_dataset
 from image_classifier.data.loaders import open_dataset, split_loader
+from image_classifier.errors import ConfigError
 from image_classifier.model import create_model, model_data_config
 from tests.conftest import TINY_DATA_OVERRIDES, ComposeFn
 
@@ -102,3 +104,26 @@ def test_cache_can_be_switched_off(compose_config: ComposeFn, tiny_data_root: Pa
     loader = _loader(cfg, "train", training=True, cache=False)
     assert not isinstance(loader.dataset, CachedImages)
     assert not cache_dir_for(cfg.data).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_augment_device_errors_are_one_line(photos_cfg: DictConfig) -> None:
+    for value, message in (("cuda", "CUDA is not available"), ("tpu", "not one of auto, cuda, workers")):
+        photos_cfg.data.augment_device = value
+        with pytest.raises(ConfigError, match=message):
+            _loader(photos_cfg, "train", training=True)
+
+
+def test_training_batches_follow_the_augment_config(photos_cfg: DictConfig) -> None:
+    """No crop jitter and certain flips: a training batch is the flipped, resized cached image, normalised."""
+    augment = photos_cfg.data.augment
+    augment.scale, augment.ratio, augment.hflip, augment.vflip, augment.color_jitter = [1, 1], [1, 1], 1.0, 0.0, None
+    loader = _loader(photos_cfg, "train", training=True)
+    dataset = loader.dataset
+    assert isinstance(dataset, CachedImages) and not dataset.on_device
+    cached = dataset.entry.read([0])
+    expected = F.resize(cached, [32, 32], antialias=True).flip(-1).float().div(255)
+    expected = F.normalize(expected, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    (image, target), *_ = dataset.__getitems__([0])
+    assert target == dataset.targets[0]
+    assert torch.allclose(image, expected[0], atol=1e-5)

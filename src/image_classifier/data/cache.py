@@ -41,7 +41,7 @@ from torchvision.datasets.folder import pil_loader
 
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.data.tensor_augment import Normalize, TrainAugment
-from image_classifier.errors import DataError
+from image_classifier.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +151,37 @@ def split_eval_transform(transform: transforms.Compose) -> tuple[ImageOp, Normal
     return transforms.Compose(ops[:-2]), Normalize(norm.mean.tolist(), norm.std.tolist())
 
 
+def augment_device(data_cfg: Any) -> torch.device | None:
+    """Where training batches are augmented (``data.augment_device``): a CUDA device, or None for the CPU workers.
+
+    ``auto`` picks the current CUDA device when there is one, unless an auto-augment policy is set (timm runs
+    those on PIL images, so they stay in the CPU workers).
+    """
+    choice = str(data_cfg.get("augment_device") or "auto")
+    if choice not in ("auto", "cuda", "workers"):
+        raise ConfigError(f"data.augment_device={choice} is not one of auto, cuda, workers.")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("data.augment_device=cuda but CUDA is not available; use auto or workers.")
+    if choice == "workers" or not torch.cuda.is_available():
+        return None
+    if choice == "auto" and data_cfg.augment.get("auto_augment"):
+        return None
+    return torch.device("cuda", torch.cuda.current_device())
+
+
 class CachedImages(Dataset):
     """A split read from its uint8 cache, yielding ``(image_tensor, target)`` like ``ImageFolder`` + transform.
 
     ``__getitems__`` reads and transforms a whole batch at once (the DataLoader uses it).
     """
 
-    def __init__(self, entry: CacheEntry, folder: ImageFolder, transform: BatchTransform) -> None:
+    def __init__(
+        self, entry: CacheEntry, folder: ImageFolder, transform: BatchTransform, on_device: bool = False
+    ) -> None:
         self.entry = entry
         self.transform = transform
+        self.on_device = on_device
+        """Batches come out on the GPU: load them in the main process (no workers, no pinning)."""
         self.classes = folder.classes
         self.class_to_idx = folder.class_to_idx
         self.samples = folder.samples
@@ -198,8 +220,10 @@ def cached_split(
         side = max(int(data_config["input_size"][-1]), round(scale * int(data_cfg.image_size)))
         resize: ImageOp = train_resize(side, interpolation)
         size, kind, how = (side, side), "train", f"short-side {interpolation} + centre crop"
-        transform: BatchTransform = TrainAugment(data_cfg.augment, data_config)
+        device = augment_device(data_cfg)
+        transform: BatchTransform = TrainAugment(data_cfg.augment, data_config, device)
     else:
+        device = None
         parts = split_eval_transform(eval_ops)
         if parts is None:
             return None
@@ -211,4 +235,4 @@ def cached_split(
     meta = {"fingerprint": dataset.fingerprint, "split": split, "kind": kind, "resize": how}
     entry = build_entry(cache_dir, f"{prefix}-{key}", folder.samples, resize, size, meta)
     remove_stale(cache_dir, prefix, entry.path.name)
-    return CachedImages(entry, folder, transform)
+    return CachedImages(entry, folder, transform, on_device=device is not None)

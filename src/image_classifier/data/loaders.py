@@ -86,7 +86,8 @@ def split_loader(
     images = cached if cached is not None else ImageFolder(str(split_dir), transform=transform)
     if images.classes != dataset.classes:
         raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
-    workers = resolve_num_workers(data_cfg.num_workers)
+    on_device = bool(getattr(images, "on_device", False))  # augmented on the GPU: load in this process
+    workers = 0 if on_device else resolve_num_workers(data_cfg.num_workers)
     batch_size = per_rank_batch_size(int(data_cfg.batch_size))
     sampler = sampler_for(images, training, seed)
     return DataLoader(
@@ -96,7 +97,7 @@ def split_loader(
         sampler=sampler,
         drop_last=training and len(sampler if sampler is not None else images) > batch_size,
         num_workers=workers,
-        pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available(),
+        pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available() and not on_device,
         persistent_workers=workers > 0,
         prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),

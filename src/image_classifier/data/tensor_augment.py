@@ -83,9 +83,13 @@ class Normalize:
 
 
 class TrainAugment:
-    """The whole training augmentation for a uint8 batch: per-image ops, flips, normalise, random erasing."""
+    """The whole training augmentation for a uint8 batch: per-image ops, flips, normalise, random erasing.
 
-    def __init__(self, augment: Any, data_config: dict[str, Any]) -> None:
+    With a ``device`` the batch is moved there first (uint8: a quarter of the float bytes) and augmented there.
+    """
+
+    def __init__(self, augment: Any, data_config: dict[str, Any], device: torch.device | None = None) -> None:
+        self.device = device
         self.per_image = sample_augmentation(augment, data_config)
         self.hflip, self.vflip = float(augment.hflip), float(augment.vflip)
         self.normalize = Normalize(data_config["mean"], data_config["std"])
@@ -93,6 +97,8 @@ class TrainAugment:
         self.erase = RandomErasing(re_prob, mode="pixel", device="cpu") if re_prob > 0 else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.device is not None:
+            images = images.to(self.device, non_blocking=True)
         batch = torch.stack([self.per_image(image) for image in images])
         for p, dim in ((self.hflip, -1), (self.vflip, -2)):
             if p > 0:
