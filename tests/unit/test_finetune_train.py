@@ -21,7 +21,7 @@ ALL_PIECES = [
     "trainer.ema.decay=0.9",
     "trainer.accumulate_grad_batches=2",
     "trainer.clip_grad_norm=1.0",
-    "+optimizer.layer_decay=0.7",
+    "optimizer.layer_decay=0.7",
     "model.kwargs.width=8",
 ]
 
