@@ -34,6 +34,7 @@ from image_classifier.errors import ConfigError
 from image_classifier.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.model import check_model_name, create_model, model_data_config
+from image_classifier.model_card import write_model_card
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, write_metrics
 from image_classifier.resume import Progress, Resumable, find_resume_checkpoint, load_resume_bundle
@@ -213,6 +214,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return metrics
     write_metrics(run_dir / "metrics.json", metrics)
     (run_dir / "history.json").write_text(json.dumps(progress.history, indent=2))
+    write_model_card(best_bundle_path, data.dataset.summary)
     tracker.summary(metrics)
     tracker.model_artifact(
         best_bundle_path, name=f"{cfg.model.name}-{cfg.data.name}", metadata={"classes": data.classes, **lineage}

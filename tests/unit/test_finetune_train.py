@@ -42,6 +42,8 @@ def test_every_fine_tuning_piece_trains_and_the_ema_weights_are_kept(
         assert all(torch.equal(best.state_dict[k], ema_weights[k]) for k in best.state_dict)
     assert any(not torch.equal(last["state_dict"][k], ema_weights[k]) for k in ema_weights)
     assert best.build_model()(torch.zeros(1, *best.input_size)).shape == (1, 10)
+    card = (run_dir / "checkpoints" / "model_card.md").read_text()
+    assert best.lineage["data_fingerprint"] in card and f"{metrics['test/accuracy']:.4f}" in card
 
 
 def test_early_stopping_ends_training_after_patience_epochs(
