@@ -250,7 +250,7 @@ def bench_serve(c: Context, args: str = "") -> None:
     _run(c, f"{PY} -m image_classifier.bench_serve {args}")
 
 
-@task(help={"args": "extra arguments, e.g. '--quick' or '--no-serve --shared-data PATH'"})
+@task(help={"args": "extra arguments, e.g. '--quick' or '--no-serve --shared-data PATH' (or: invoke bench -- ARGS)"})
 def bench(c: Context, args: str = "") -> None:
     """Benchmarks: train/eval loops against the compute ceiling, RSS and epoch time vs data size, start-up time."""
-    _run(c, f"{PY} -m image_classifier.bench {args}")
+    _run(c, " ".join(part for part in (f"{PY} -m image_classifier.bench", args, c.remainder) if part))

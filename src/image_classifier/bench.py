@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ class Case:
     """Batches timed per round; 0 means one full epoch."""
     rounds: int = 2
     split: str = "val"
-    images: int | None = field(default=None, compare=False)
+    ceiling_batches: int = 0
+    """Ceiling steps per round when fewer than ``batches`` (0: as many)."""
+    epoch: bool = False
+    """Report the loop time as ``epoch_s`` (the case runs a whole epoch)."""
 
 
 def shapes_overrides(root: Path, per_class: int | None = None) -> list[str]:
@@ -75,23 +78,26 @@ def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | No
         return [Case("shapes", "train", tiny, batches=3, rounds=1), Case("shapes", "eval", tiny, rounds=1)]
     shapes = shapes_overrides(data_root / "shapes") + ([f"data.image_size={image_size}"] if image_size else [])
     cases = [
-        Case("shapes", "train", shapes),
+        Case("shapes", "train", shapes, batches=24),
         Case("shapes", "eval", shapes),
-        Case("shapes, no worker (data.num_workers=0)", "train", [*shapes, "data.num_workers=0"]),
-        Case("shapes, JPEG (data.cache=false)", "train", [*shapes, "data.cache=false"]),
+        Case("shapes, no worker (data.num_workers=0)", "train", [*shapes, "data.num_workers=0"], batches=24),
+        Case("shapes, JPEG (data.cache=false)", "train", [*shapes, "data.cache=false"], batches=24),
         Case("shapes, JPEG (data.cache=false)", "eval", [*shapes, "data.cache=false"]),
     ]
     if shared is not None:
         animals = data_root / "animals_v2"
         cases += [
-            Case("animals_v2", "train", animals_overrides(animals, 64, 64)),
+            Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=6),
             Case("animals_v2", "eval", animals_overrides(animals, 64, 64)),
-            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=4),
-            Case("animals_v2", "eval", animals_overrides(animals, 224, 32)),
+            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=3, rounds=1),
+            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=3),
         ]
+    # one whole epoch each: a small model at 32 px keeps 10k images affordable on 2 cores
+    small = ["model.kwargs.width=8", "data.image_size=32"]
     for label, per_class in (("1k", 100), ("10k", 1000)):
-        overrides = shapes_overrides(data_root / f"shapes-{label}", per_class)
-        cases.append(Case(f"shapes {label} images, one epoch", "train", overrides, rounds=1, images=10 * per_class))
+        overrides = [*shapes_overrides(data_root / f"shapes-{label}", per_class), *small]
+        name = f"shapes {label} images, one epoch (baseline_cnn width 8)"
+        cases.append(Case(name, "train", overrides, rounds=1, ceiling_batches=30, epoch=True))
     return cases
 
 
@@ -110,7 +116,7 @@ def run_case(case: Case) -> dict[str, Any]:
     """Measure ``case`` in this process (the child side of :func:`measure_in_child`)."""
     from image_classifier.bench_measure import measure
 
-    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split)
+    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split, case.ceiling_batches)
 
 
 def measure_in_child(case: Case, log: Path) -> dict[str, Any]:
@@ -154,13 +160,8 @@ def prepare_animals(source: Path, root: Path) -> None:
 
 def first_step_seconds(overrides: str, run_dir: Path, timeout: float = 600) -> float | None:
     """Seconds from launching ``invoke train`` to its first finished training step (its first loss on the bar)."""
-    command = [
-        sys.executable,
-        "-m",
-        "invoke",
-        "train",
-        f"{overrides} logger=none trainer.max_epochs=1 hydra.run.dir={run_dir}",
-    ]
+    extra = [*overrides.split(), "logger=none", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"]
+    command = [sys.executable, "-m", "invoke", "train", "--", *extra]
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=project_root(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
@@ -292,7 +293,7 @@ def run(
         console.print(f"[bold]{case.case}[/] ({case.phase}) ...", end=" ")
         prepare_data(case)
         record = {"case": case.case, "phase": case.phase, **measure_in_child(case, log)}
-        if case.images is not None:
+        if case.epoch:
             record["epoch_s"] = record["loop_s"]
         records.append(record)
         console.print(f"ratio {record['ratio']:.3f}")

@@ -70,8 +70,14 @@ def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
     return model, model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
 
 
-def measure(cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val") -> dict[str, Any]:
-    """Ceiling and loop throughput (images/s) for ``phase`` (``train`` or ``eval``) under ``cfg``."""
+def measure(
+    cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val", ceiling_batches: int = 0
+) -> dict[str, Any]:
+    """Ceiling and loop throughput (images/s) for ``phase`` (``train`` or ``eval``) under ``cfg``.
+
+    The loop runs ``batches`` batches per round (0: the whole split), the ceiling as many steps, or
+    ``ceiling_batches`` when given (for long epochs).
+    """
     seed_everything(cfg.trainer.seed, False)
     dataset = open_dataset(cfg.data)
     model, data_config = _build(cfg, len(dataset.classes))
@@ -119,7 +125,8 @@ def measure(cfg: DictConfig, phase: str, batches: int, rounds: int, split: str =
     loop(Limited(loader, 1))
     best_ceiling, best_loop = math.inf, math.inf
     for _ in range(rounds):
-        best_ceiling = min(best_ceiling, _timed(ceiling, batches) * images / (batches * batch))
+        steps = min(ceiling_batches or batches, batches)
+        best_ceiling = min(best_ceiling, _timed(ceiling, steps) * images / (steps * batch))
         best_loop = min(best_loop, _timed(loop, limited))
     workers = loader.num_workers
     del loader, limited  # stops the workers, so their peak memory is counted
