@@ -186,6 +186,7 @@ def startup_records(data_root: Path, scratch: Path) -> list[dict[str, Any]]:
     """Time from ``invoke train`` to the first step: with the data generated and cached, and from nothing."""
     records: list[dict[str, Any]] = []
     shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
     for label, root in (
         ("warm: data generated and cached", data_root / "shapes"),
         ("cold: fresh data root", scratch / "cold"),
@@ -275,7 +276,7 @@ def load_average() -> str:
 
 
 def run(
-    out: Path, data_root: Path, shared: Path, quick: bool, image_size: int | None, startup: bool, serve: bool = True
+    out: Path, work: Path, shared: Path, quick: bool, image_size: int | None, startup: bool, serve: bool = True
 ) -> list[dict[str, Any]]:
     """Run every case, write ``out/bench.json`` and print the table; returns the records."""
     animals_source = shared / "animals-v2"
@@ -283,8 +284,9 @@ def run(
     if not have_shared:
         console.print(f"[yellow]Skipping the real-photo cases: {animals_source} is absent.[/]")
     out.mkdir(parents=True, exist_ok=True)
+    data_root = work / "data"
     data_root.mkdir(parents=True, exist_ok=True)
-    log = out / "bench.log"
+    log = work / "bench.log"
     log.write_text("")
     if have_shared and not quick:
         prepare_animals(animals_source, data_root / "animals_v2")
@@ -298,9 +300,9 @@ def run(
         records.append(record)
         console.print(f"ratio {record['ratio']:.3f}")
     if startup and not quick:
-        records += startup_records(data_root, out / "scratch")
+        records += startup_records(data_root, work / "scratch")
     if serve and not quick:
-        records += serve_records(out / "scratch")
+        records += serve_records(work / "scratch")
     meta = {"load_average": load_average(), "cpus": os.cpu_count()}
     (out / REPORT_NAME).write_text(json.dumps([{**r, **meta} for r in records], indent=2))
     print_table(
@@ -313,7 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.bench", description=__doc__.split("\n")[0])
     root = project_root()
     parser.add_argument("--out", type=Path, default=root / "reports" / "bench", help="where bench.json goes")
-    parser.add_argument("--data-root", type=Path, default=root / "data" / "bench", help="datasets and caches")
+    parser.add_argument(
+        "--work", type=Path, default=root / "outputs" / "bench", help="datasets, caches, log and scratch runs"
+    )
     parser.add_argument("--shared-data", type=Path, default=root.parent / "shared" / "data", help="real-photo samples")
     parser.add_argument("--quick", action="store_true", help="two short shapes cases only")
     parser.add_argument("--image-size", type=int, default=None, help="shapes image size (default: the config's)")
@@ -331,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             open_dataset(compose(json.loads(args.prepare)).data)
         else:
             run(
-                args.out, args.data_root, args.shared_data, args.quick, args.image_size,
+                args.out, args.work, args.shared_data, args.quick, args.image_size,
                 not args.no_startup, not args.no_serve,
             )  # fmt: skip
     except UserError as error:

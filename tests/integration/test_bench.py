@@ -18,7 +18,7 @@ FIELDS = ("case", "phase", "img_size", "batch_size", "ceiling_img_s", "measured_
 def test_quick_bench_writes_records_and_skips_missing_real_photos(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     command = [sys.executable, "-m", "image_classifier.bench", "--quick", "--out", str(out)]
-    command += ["--data-root", str(tmp_path / "data"), "--shared-data", str(tmp_path / "absent")]
+    command += ["--work", str(tmp_path / "work"), "--shared-data", str(tmp_path / "absent")]
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     assert "Skipping the real-photo cases" in done.stdout
@@ -29,4 +29,4 @@ def test_quick_bench_writes_records_and_skips_missing_real_photos(tmp_path: Path
         assert record["img_size"] == 32 and record["peak_rss_mb"] > 0
         assert record["ratio"] == pytest.approx(record["measured_img_s"] / record["ceiling_img_s"], abs=0.01)
     assert "ceiling img/s" in done.stdout
-    assert not (REPO_ROOT / "reports" / "bench" / "scratch").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json"]
