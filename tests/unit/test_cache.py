@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import random
 from pathlib import Path
 
@@ -127,3 +128,13 @@ def test_training_batches_follow_the_augment_config(photos_cfg: DictConfig) -> N
     (image, target), *_ = dataset.__getitems__([0])
     assert target == dataset.targets[0]
     assert torch.allclose(image, expected[0], atol=1e-5)
+
+
+def test_auto_augment_and_erasing_run_on_tensors_and_pickle(photos_cfg: DictConfig) -> None:
+    """timm's RandAugment and random erasing on cached batches; the dataset survives spawn-style pickling."""
+    photos_cfg.data.augment.auto_augment = "rand-m9-mstd0.5-inc1"
+    photos_cfg.data.augment.re_prob = 1.0
+    dataset = _loader(photos_cfg, "train", training=True).dataset
+    clone = pickle.loads(pickle.dumps(dataset))
+    images = torch.stack([image for image, _ in clone.__getitems__([0, 1, 2])])
+    assert images.shape == (3, 3, 32, 32) and images.dtype == torch.float32 and torch.isfinite(images).all()

@@ -8,7 +8,7 @@ erasing), but it starts from a decoded uint8 tensor instead of a JPEG: torchvisi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -18,31 +18,29 @@ from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms import functional as tf
 
-SampleTransform = Callable[[torch.Tensor], torch.Tensor]
-
 
 def _interpolation(name: str) -> InterpolationMode:
     return InterpolationMode(name) if name in {mode.value for mode in InterpolationMode} else InterpolationMode.BILINEAR
 
 
-def _auto_augment(policy: str, size: int, mean: Sequence[float], interpolation: str) -> SampleTransform:
+class PilPolicy:
     """timm's auto-augment policy (on PIL images, as timm runs it) applied to a uint8 CHW tensor."""
-    params: dict[str, Any] = {
-        "translate_const": int(size * 0.45),
-        "img_mean": tuple(min(255, round(255 * m)) for m in mean),
-        "interpolation": str_to_pil_interp(interpolation),
-    }
-    if policy.startswith("rand"):
-        policy_fn = rand_augment_transform(policy, params)
-    elif policy.startswith("augmix"):
-        policy_fn = augment_and_mix_transform(policy, params | {"translate_pct": 0.3})
-    else:
-        policy_fn = auto_augment_transform(policy, params)
 
-    def apply(image: torch.Tensor) -> torch.Tensor:
-        return tf.pil_to_tensor(policy_fn(tf.to_pil_image(image.cpu()))).to(image.device)
+    def __init__(self, policy: str, size: int, mean: Sequence[float], interpolation: str) -> None:
+        params: dict[str, Any] = {
+            "translate_const": int(size * 0.45),
+            "img_mean": tuple(min(255, round(255 * m)) for m in mean),
+            "interpolation": str_to_pil_interp(interpolation),
+        }
+        if policy.startswith("rand"):
+            self.policy = rand_augment_transform(policy, params)
+        elif policy.startswith("augmix"):
+            self.policy = augment_and_mix_transform(policy, params | {"translate_pct": 0.3})
+        else:
+            self.policy = auto_augment_transform(policy, params)
 
-    return apply
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return tf.pil_to_tensor(self.policy(tf.to_pil_image(image.cpu()))).to(image.device)
 
 
 def sample_augmentation(augment: Any, data_config: dict[str, Any]) -> v2.Compose:
@@ -60,7 +58,7 @@ def sample_augmentation(augment: Any, data_config: dict[str, Any]) -> v2.Compose
     ]
     policy = augment.get("auto_augment")
     if policy:
-        ops.append(_auto_augment(str(policy), min(size), data_config["mean"], interpolation))
+        ops.append(PilPolicy(str(policy), min(size), data_config["mean"], interpolation))
     if augment.get("color_jitter") is not None and not (policy and "3a" not in str(policy)):
         jitter = augment.color_jitter
         values = tuple(float(v) for v in jitter) if isinstance(jitter, Sequence) else (float(jitter),) * 3
