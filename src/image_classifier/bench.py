@@ -250,6 +250,20 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:,.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def scale_summary(records: list[dict[str, Any]]) -> str | None:
+    """How epoch time and peak memory grow from the smallest to the largest whole-epoch case."""
+    epochs = sorted((r for r in records if r.get("epoch_s")), key=lambda r: r["images"])
+    if len(epochs) < 2:
+        return None
+    small, large = epochs[0], epochs[-1]
+    return (
+        f"{large['images']:,} vs {small['images']:,} images (x{large['images'] / small['images']:.1f}): "
+        f"epoch time x{large['epoch_s'] / small['epoch_s']:.2f}, "
+        f"peak RSS {large['peak_rss_mb']:.0f} vs {small['peak_rss_mb']:.0f} MB "
+        f"({100 * (large['peak_rss_mb'] / small['peak_rss_mb'] - 1):+.1f} %)"
+    )
+
+
 def print_table(records: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
     for column in ("case", "phase", "px", "batch", "ceiling img/s", "measured img/s", "ratio", "peak RSS MB", "notes"):
@@ -258,8 +272,8 @@ def print_table(records: list[dict[str, Any]], title: str) -> None:
         notes = []
         if r.get("epoch_s") is not None:
             notes.append(f"epoch {r['epoch_s']:.1f} s for {r['images']} images")
-        if r.get("first_step_s") is not None or "first_step_s" in r:
-            notes.append(f"{_fmt(r['first_step_s'], 1)} s")
+        if "first_step_s" in r:
+            notes.append(f"first step after {_fmt(r['first_step_s'], 1)} s")
         if r.get("workers") is not None:
             notes.append(f"{r['workers']} workers, {r['threads']} threads")
         ratio = r.get("ratio")
@@ -269,6 +283,9 @@ def print_table(records: list[dict[str, Any]], title: str) -> None:
             _fmt(r.get("measured_img_s")), ratio_text, _fmt(r.get("peak_rss_mb")), "; ".join(notes),
         )  # fmt: skip
     console.print(table)
+    summary = scale_summary(records)
+    if summary:
+        console.print(f"Scale: {summary}")
 
 
 def load_average() -> str:
