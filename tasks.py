@@ -8,11 +8,27 @@ import sys
 from pathlib import Path
 
 from invoke import Context, task
+from invoke.parser.parser import ParseMachine
 
 ROOT = Path(__file__).resolve().parent
 PY = shlex.quote(sys.executable)
 _TORCHRUN = Path(sys.executable).with_name("torchrun")
 TORCHRUN = shlex.quote(str(_TORCHRUN)) if _TORCHRUN.exists() else f"{PY} -m torch.distributed.run"
+
+
+_complete_context = ParseMachine.complete_context
+
+
+def _complete_context_allowing_no_overrides(self: ParseMachine) -> None:
+    """Make a task's positional OVERRIDES optional: `invoke train` and `invoke train "a=1 b=2"` both work."""
+    if self.context is not None:
+        for argument in self.context.positional_args:
+            if argument.name == "overrides" and argument.value is None:
+                argument.value = ""
+    _complete_context(self)
+
+
+ParseMachine.complete_context = _complete_context_allowing_no_overrides  # type: ignore[method-assign]
 
 
 def _run(c: Context, command: str) -> None:
@@ -36,20 +52,26 @@ def data(c: Context, name: str, source: str = "", root: str = "", force: bool = 
 
 
 @task(
+    positional=["overrides"],
     help={
-        "overrides": 'Hydra overrides in one quoted string, e.g. -o "model=timm trainer.max_epochs=3" (or after --)',
+        "overrides": 'Hydra overrides in one quoted string, e.g. "model=timm trainer.max_epochs=3"',
         "nproc": "data-parallel processes on this machine (torchrun --standalone); data.batch_size stays global",
-    }
+    },
 )
-def train(c: Context, overrides: str = "", nproc: int = 0) -> None:
-    """Train a model: invoke train [--nproc N] -o "OVERRIDES" (or: invoke train -- OVERRIDES...)."""
+def train(c: Context, overrides: str | None = None, nproc: int = 0) -> None:
+    """Train a model: invoke train [--nproc N] "OVERRIDES"."""
+    overrides = overrides or ""
     launcher = f"{TORCHRUN} --standalone --nproc_per_node={nproc}" if nproc > 0 else PY
     _run(c, " ".join(part for part in (launcher, "-m image_classifier.train", overrides, c.remainder) if part))
 
 
-@task(help={"overrides": 'Hydra overrides, e.g. "checkpoint=outputs/train/runs/<run>/checkpoints/best.pt"'})
-def evaluate(c: Context, overrides: str = "") -> None:
+@task(
+    positional=["overrides"],
+    help={"overrides": 'Hydra overrides, e.g. "checkpoint=outputs/train/runs/<run>/checkpoints/best.pt"'},
+)
+def evaluate(c: Context, overrides: str | None = None) -> None:
     """Evaluate a checkpoint bundle: invoke evaluate "checkpoint=PATH [data=...]" (default: the newest best.pt)."""
+    overrides = overrides or ""
     if "checkpoint=" not in overrides:
         newest = _newest_checkpoint()
         if newest is None:
@@ -130,14 +152,16 @@ def docker_build(
 
 
 @task(
+    positional=["overrides"],
     help={
-        "overrides": 'Hydra overrides in one quoted string, e.g. -o "trainer.max_epochs=1" (or after --)',
+        "overrides": 'Hydra overrides in one quoted string, e.g. "trainer.max_epochs=1"',
         "tag": "image tag (default latest)",
         "gpus": "pass --gpus all (needs a CUDA image and the NVIDIA container toolkit)",
-    }
+    },
 )
-def docker_train(c: Context, overrides: str = "", tag: str = "latest", gpus: bool = False) -> None:
-    """Train in the container with data/, models/ and outputs/ of this checkout mounted."""
+def docker_train(c: Context, overrides: str | None = None, tag: str = "latest", gpus: bool = False) -> None:
+    """Train in the container (data/, models/, outputs/ mounted): invoke docker-train "OVERRIDES"."""
+    overrides = overrides or ""
     mounts = []
     for name in ("data", "models", "outputs"):
         (ROOT / name).mkdir(exist_ok=True)
