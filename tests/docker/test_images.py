@@ -101,7 +101,7 @@ def test_train_image_writes_a_loadable_bundle_to_the_mounted_outputs(trained_bun
     bundle = load_bundle(trained_bundle)
     assert len(bundle.classes) == 10
     assert (trained_bundle.parents[1] / "metrics.json").is_file()
-    assert (trained_bundle.parents[2] / "data" / "processed" / "shapes").is_dir()
+    assert (trained_bundle.parents[3] / "data" / "processed" / "shapes").is_dir()
 
 
 def test_train_image_runs_as_non_root_with_volumes_and_no_baked_key(train_image: str) -> None:
