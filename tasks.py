@@ -278,3 +278,9 @@ def bench_serve(c: Context, args: str = "") -> None:
 def bench(c: Context, args: str = "") -> None:
     """Benchmarks: train/eval loops against the compute ceiling, RSS and epoch time vs data size, start-up time."""
     _run(c, " ".join(part for part in (f"{PY} -m image_classifier.bench", args, c.remainder) if part))
+
+
+@task(help={"overrides": 'Hydra overrides for every run, e.g. "trainer.max_epochs=1"', "out": "report directory"})
+def compare(c: Context, overrides: str = "", out: str = "reports") -> None:
+    """Train ConvNeXt, MobileNetV3, ResNet, VGG and the baseline CNN alike; write OUT/model_comparison.md + plot."""
+    _run(c, f"{PY} -m image_classifier.compare --out {shlex.quote(out)} {overrides}")
