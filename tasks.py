@@ -198,7 +198,8 @@ def coverage(c: Context, args: str = "") -> None:
 @task(help={"serve": "serve the site with live reload instead of building it"})
 def docs(c: Context, serve: bool = False) -> None:
     """Build the documentation site into site/ (mkdocs build --strict), or serve it."""
-    _run(c, f"{PY} -m mkdocs serve" if serve else f"{PY} -m mkdocs build --strict")
+    quiet = "NO_MKDOCS_2_WARNING=1"  # mkdocs-material's banner about MkDocs 2.0, not a build warning
+    _run(c, f"{quiet} {PY} -m mkdocs serve" if serve else f"{quiet} {PY} -m mkdocs build --strict")
 
 
 @task(help={"overrides": 'Hydra overrides for the pipeline, e.g. "model=convnextv2_atto trainer.max_epochs=3"'})
