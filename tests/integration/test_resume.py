@@ -99,3 +99,20 @@ def test_sigkilled_run_resumed_from_the_command_line_matches_an_uninterrupted_on
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode() if resumed.stderr else ""
     expected = json.loads((tmp_path / "full" / "metrics.json").read_text())
     assert json.loads((run_dir / "metrics.json").read_text()) == expected
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_same_wandb_run(
+    compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    first = [*_overrides(tiny_data_root, 1), "logger=wandb", "logger.log_model=false"]
+    train(compose_config("train", first, output_dir=run_dir))
+    run_id = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["training_state"]["wandb_run_id"]
+    assert run_id
+
+    again = [*_overrides(tiny_data_root, 2, "trainer.resume=auto"), "logger=wandb", "logger.log_model=false"]
+    train(compose_config("train", again, output_dir=run_dir))
+    offline_runs = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(offline_runs) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline_runs)
+    assert torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["lineage"]["wandb_run_id"] == run_id
