@@ -10,7 +10,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 def capture_rng(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Python, numpy, torch (CPU and every CUDA device) and DataLoader generator states."""
     version, mt_state, gauss_next = random.getstate()
-    _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # type: ignore[misc]
+    numpy_state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    _, keys, pos, has_gauss, cached_gaussian = numpy_state
     return {
         "python": {"version": version, "state": list(mt_state), "gauss_next": gauss_next},
         "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(cached_gaussian)},
