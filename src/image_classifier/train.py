@@ -80,8 +80,9 @@ def is_better(value: float, best: float | None, mode: str) -> bool:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train, validate every epoch, checkpoint, then test the best weights. Returns flat metrics."""
     validate_config(cfg)
-    seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
-    init_distributed(cfg.trainer.get("dist_timeout_s", 600))
+    rank = init_distributed(cfg.trainer.get("dist_timeout_s", 600)).rank
+    # each rank its own augmentation and dropout streams; DDP starts every rank from rank 0's weights
+    seed_everything(cfg.trainer.seed + rank, cfg.trainer.deterministic)
     device = rank_device(select_device(cfg.trainer.device))
     precision = str(cfg.trainer.precision)
     run_dir = Path(cfg.paths.output_dir)

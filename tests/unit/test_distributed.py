@@ -62,6 +62,27 @@ def test_launch_time_outside_torchrun_is_the_clock() -> None:
     assert launch_time("%H-%M-%S-%f") != launch_time("%H-%M-%S-%f")
 
 
+def _tiny_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def _tiny_batch(rank: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four fixed samples; ``rank`` 0 or 1 gets its half of them."""
+    features = torch.linspace(-1, 1, 12).reshape(4, 3)
+    targets = torch.tensor([0, 1, 1, 0])
+    part = slice(None) if rank is None else slice(2 * rank, 2 * rank + 2)
+    return features[part], targets[part]
+
+
+def _sgd_step(model: nn.Module, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The flat parameters after one SGD step on the mean cross-entropy of the batch."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    nn.functional.cross_entropy(model(features), targets).backward()
+    optimizer.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
 def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -88,6 +109,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         except ConfigError as error:
             sync_bn_error = str(error)
         result = {
+            "ddp_step": _sgd_step(wrap_model(_tiny_net(), torch.device("cpu")), *_tiny_batch(rank)).tolist(),
             "logits": logits.tolist(),
             "targets": targets.tolist(),
             "mean": mean_over_ranks({"loss": float(rank + 1), "accuracy": 0.5 * rank}),
@@ -113,6 +135,12 @@ def test_gathered_predictions_equal_a_single_process_run(two_ranks: list[dict]) 
     for result in two_ranks:
         assert torch.allclose(torch.tensor(result["logits"]), expected)
         assert result["targets"] == [i % 3 for i in range(7)]
+
+
+def test_a_ddp_step_on_two_halves_equals_one_step_on_the_global_batch(two_ranks: list[dict]) -> None:
+    expected = _sgd_step(_tiny_net(), *_tiny_batch())
+    for result in two_ranks:
+        assert torch.allclose(torch.tensor(result["ddp_step"]), expected, atol=1e-6)
 
 
 def test_metrics_are_averaged_over_ranks(two_ranks: list[dict]) -> None:

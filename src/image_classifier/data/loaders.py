@@ -100,7 +100,7 @@ def split_loader(
         pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available() and not on_device,
         persistent_workers=workers > 0,
         prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed + topology().rank),  # per-rank worker seeds
     )
 
 
