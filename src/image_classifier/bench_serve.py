@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import psutil
 import torch
 from PIL import Image
 from rich.console import Console
@@ -50,8 +51,10 @@ class LoadResult:
     requests_per_s: float
     p50_ms: float
     p99_ms: float
+    server_cpu_s: float = 0.0
     ratio_to_model_ceiling: float = 0.0
     ratio_to_pipeline_ceiling: float = 0.0
+    cpu_ratio_to_model_ceiling: float = 0.0
     speedup_vs_one_per_forward: float | None = None
 
 
@@ -85,20 +88,21 @@ def sample_images(count: int, size: int, seed: int = 0) -> list[bytes]:
     return images
 
 
-def _rate(step: Callable[[], int], duration: float) -> float:
-    """Items per second of repeated ``step()`` calls (each returns how many items it did), after a warm-up."""
+def _rate(step: Callable[[], int], duration: float) -> tuple[float, float]:
+    """Items per wall second and per CPU second of repeated ``step()`` calls (each returns its item count)."""
     for _ in range(2):
         step()
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < duration:
         done += step()
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
 
 
 def offline_ceilings(
     model_path: Path, images: list[bytes], batch: int, duration: float, threads: int
 ) -> dict[str, float]:
-    """Images/s of batched forward passes (``model``) and of decode + preprocess + forward (``pipeline``)."""
+    """Images per second (wall, and per CPU second: ``*_cpu``) of batched forward passes (``model``) and of
+    decode + preprocess + forward (``pipeline``)."""
     predictor = load_predictor(model_path, threads)
     transform = eval_transform(predictor.data_config)
     chunk = (images * (batch // len(images) + 1))[:batch]
@@ -112,7 +116,9 @@ def offline_ceilings(
         predictor(np.stack([prepare(data, "x", transform, 2**30, 2**30)[0] for data in chunk]))
         return batch
 
-    return {"model": _rate(model_step, duration), "pipeline": _rate(pipeline_step, duration)}
+    model, model_cpu = _rate(model_step, duration)
+    pipeline, pipeline_cpu = _rate(pipeline_step, duration)
+    return {"model": model, "model_cpu": model_cpu, "pipeline": pipeline, "pipeline_cpu": pipeline_cpu}
 
 
 def _free_port() -> int:
@@ -163,6 +169,11 @@ class UvicornServer:
             self.process.wait()
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 def multipart(image: bytes, boundary: str = "benchmark-boundary") -> tuple[bytes, str]:
     """One pre-encoded multipart body, so the load generator spends little CPU per request."""
     body = (
@@ -176,12 +187,20 @@ def multipart(image: bytes, boundary: str = "benchmark-boundary") -> tuple[bytes
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-async def load(url: str, bodies: list[tuple[bytes, str]], concurrency: int, duration: float, warmup: float) -> dict:
+async def load(
+    url: str, bodies: list[tuple[bytes, str]], concurrency: int, duration: float, warmup: float, server_pid: int
+) -> dict:
     """``concurrency`` closed-loop clients posting images for ``duration`` seconds after ``warmup``."""
     latencies: list[float] = []
     errors = 0
+    server = psutil.Process(server_pid)
+    cpu_at_start: list[float] = []
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
+
+    async def mark_start() -> None:
+        await asyncio.sleep(warmup)
+        cpu_at_start.append(_cpu_seconds(server))
 
     async def client(worker: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
@@ -198,9 +217,11 @@ async def load(url: str, bodies: list[tuple[bytes, str]], concurrency: int, dura
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(client(w, session) for w in range(concurrency)))
+        await asyncio.gather(mark_start(), *(client(w, session) for w in range(concurrency)))
+    server_cpu = _cpu_seconds(server) - cpu_at_start[0]
     samples = np.array(latencies) * 1000
     return {
+        "server_cpu_s": server_cpu,
         "requests": len(latencies),
         "errors": errors,
         "requests_per_s": len(latencies) / duration,
@@ -216,7 +237,7 @@ async def serve_and_load(model_path: Path, backend: str, micro_batching: bool, a
         await server.wait_healthy()
         results = []
         for concurrency in args.concurrency:
-            figures = await load(server.url, bodies, concurrency, args.duration, args.warmup)
+            figures = await load(server.url, bodies, concurrency, args.duration, args.warmup, server.process.pid)
             results.append(
                 LoadResult(backend=backend, micro_batching=micro_batching, concurrency=concurrency, **figures)
             )
@@ -232,17 +253,23 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     images = sample_images(32, size)
     bodies = [multipart(image) for image in images]
     models = {"pytorch": Path(bundle), "onnxruntime": Path(onnx_path)}
-    ceilings = {
-        name: offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
-        for name, path in models.items()
-    }
+    ceilings: dict[str, dict[str, float]] = {}
     results: list[LoadResult] = []
     for backend, path in models.items():
+        # Measured right before and right after the backend's load runs and averaged, so that both sides of
+        # each ratio see the same (shared, noisy) machine.
+        before = offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
         for micro_batching in (True, False):
             results += asyncio.run(serve_and_load(path, backend, micro_batching, args, bodies))
+        after = offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
+        ceilings[backend] = {key: (before[key] + after[key]) / 2 for key in before}
+        ceilings[backend] |= {f"{key}_before": before[key] for key in ("model", "pipeline")}
+        ceilings[backend] |= {f"{key}_after": after[key] for key in ("model", "pipeline")}
     for result in results:
         result.ratio_to_model_ceiling = result.requests_per_s / ceilings[result.backend]["model"]
         result.ratio_to_pipeline_ceiling = result.requests_per_s / ceilings[result.backend]["pipeline"]
+        per_cpu_second = result.requests / result.server_cpu_s if result.server_cpu_s else 0.0
+        result.cpu_ratio_to_model_ceiling = per_cpu_second / ceilings[result.backend]["model_cpu"]
         if result.micro_batching:
             baseline = next(
                 r for r in results
@@ -270,7 +297,7 @@ def print_report(report: dict, console: Console) -> None:
         f"{report['threads']} model thread(s)"
     )
     for column in ("backend", "batching", "conc.", "req/s", "p50 ms", "p99 ms", "÷ model ceiling",
-                   "÷ pipeline ceiling", "× one-per-forward"):  # fmt: skip
+                   "÷ pipeline ceiling", "per CPU-s ÷ model", "× one-per-forward"):  # fmt: skip
         table.add_column(column, justify="right")
     for r in report["results"]:
         table.add_row(
@@ -278,13 +305,15 @@ def print_report(report: dict, console: Console) -> None:
             f"{r['requests_per_s']:.1f}",
             f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['ratio_to_model_ceiling']:.2f}",
             f"{r['ratio_to_pipeline_ceiling']:.2f}",
+            f"{r['cpu_ratio_to_model_ceiling']:.2f}",
             "" if r["speedup_vs_one_per_forward"] is None else f"{r['speedup_vs_one_per_forward']:.2f}",
         )  # fmt: skip
     console.print(table)
     for backend, ceiling in ceilings.items():
         console.print(
-            f"{backend} offline ceilings: model {ceiling['model']:.1f} images/s, "
-            f"pipeline (decode + preprocess + model) {ceiling['pipeline']:.1f} images/s"
+            f"{backend} offline ceilings (mean of before/after): model {ceiling['model']:.1f} images/s "
+            f"({ceiling['model_before']:.1f}/{ceiling['model_after']:.1f}), pipeline (decode + preprocess + model) "
+            f"{ceiling['pipeline']:.1f} images/s; per CPU second: model {ceiling['model_cpu']:.1f}"
         )
 
 

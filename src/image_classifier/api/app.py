@@ -20,7 +20,7 @@ from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
 from image_classifier.api.predictors import Predictor, load_predictor
-from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, Prediction, PredictResponse
+from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.preprocess import eval_transform
 
@@ -126,7 +126,7 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         file: Annotated[UploadFile | None, File(description="one image")] = None,
         files: Annotated[list[UploadFile] | None, File(description="several images, predicted as a batch")] = None,
         top_k: Annotated[int, Query(ge=1, le=1000, description="how many class probabilities to return")] = 3,
-    ) -> PredictResponse:
+    ) -> JSONResponse:
         svc = service(request)
         media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if media and media != "multipart/form-data":
@@ -147,24 +147,25 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
             if len(data) > limits.max_upload_bytes:
                 raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
             blobs.append(data)
-        prepared = await run_in_threadpool(
-            lambda: [
-                prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels)
-                for data, name in zip(blobs, names, strict=True)
-            ]
-        )
-        probabilities = await asyncio.gather(*(svc.batcher.submit(array) for array, _ in prepared))
+        with svc.batcher.expecting(len(blobs)):
+            prepared = await run_in_threadpool(
+                lambda: [
+                    prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels)
+                    for data, name in zip(blobs, names, strict=True)
+                ]
+            )
+            pending = [svc.batcher.enqueue(array) for array, _ in prepared]
+        probabilities = await asyncio.gather(*pending)
         classes = svc.predictor.classes
         k = min(top_k, len(classes))
         predictions = []
         for name, (_, stats), probs in zip(names, prepared, probabilities, strict=True):
             best = int(np.argmax(probs))
-            prediction = Prediction(
-                filename=name, label=classes[best], confidence=float(probs[best]), top_k=_top_k(probs, classes, k)
-            )
-            svc.metrics.predictions.labels(prediction.label).inc()
-            svc.prediction_log.write(svc.predictor.model_name, name, stats, prediction.model_dump(exclude={"filename"}))
-            predictions.append(prediction)
-        return PredictResponse(model=svc.predictor.model_name, predictions=predictions)
+            prediction = {"label": classes[best], "confidence": float(probs[best]), "top_k": _top_k(probs, classes, k)}
+            svc.metrics.predictions.labels(prediction["label"]).inc()
+            svc.prediction_log.write(svc.predictor.model_name, name, stats, prediction)
+            predictions.append({"filename": name, **prediction})
+        # Built as plain JSON (the shape is PredictResponse's, as documented) to keep per-request work small.
+        return JSONResponse({"model": svc.predictor.model_name, "predictions": predictions})
 
     return app

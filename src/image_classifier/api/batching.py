@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,11 +13,12 @@ Observer = Callable[[int, float], None]
 
 
 class MicroBatcher:
-    """Collects inputs for up to ``max_wait_s`` (or ``max_batch`` of them) and runs ``forward`` once.
+    """Runs ``forward`` once for up to ``max_batch`` queued inputs.
 
     ``forward`` runs in a single worker thread, so the event loop keeps accepting requests while the
-    model computes and inputs that arrive meanwhile form the next batch. ``max_batch=1`` is one
-    request per forward pass.
+    model computes, and inputs that arrive meanwhile form the next batch. A batch waits up to
+    ``max_wait_s`` for more inputs only while requests announced with :meth:`expecting` are still being
+    prepared, so a lone request never waits. ``max_batch=1`` is one request per forward pass.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class MicroBatcher:
         self._queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._task: asyncio.Task[None] | None = None
+        self._incoming = 0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -45,11 +47,24 @@ class MicroBatcher:
                 await self._task
         self._executor.shutdown(wait=True)
 
+    @contextlib.contextmanager
+    def expecting(self, count: int) -> Iterator[None]:
+        """Announce ``count`` inputs being prepared, so that a forming batch waits for them."""
+        self._incoming += count
+        try:
+            yield
+        finally:
+            self._incoming -= count
+
+    def enqueue(self, item: np.ndarray) -> asyncio.Future[np.ndarray]:
+        """Queue one input; the future resolves to the model's output row for it."""
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return future
+
     async def submit(self, item: np.ndarray) -> np.ndarray:
         """The model's output row for one input."""
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
-        return await future
+        return await self.enqueue(item)
 
     async def _collect(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
         loop = asyncio.get_running_loop()
@@ -60,7 +75,7 @@ class MicroBatcher:
                 items.append(self._queue.get_nowait())
                 continue
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if self._incoming == 0 or remaining <= 0:
                 break
             try:
                 items.append(await asyncio.wait_for(self._queue.get(), remaining))
