@@ -1,0 +1,46 @@
+"""Command lines of the serving pieces: one-line errors, and the serving benchmark end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from image_classifier.api.__main__ import main as serve_main
+from image_classifier.bench_serve import main as bench_main
+
+
+def test_serve_without_a_model_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MODEL_PATH", raising=False)
+    assert serve_main(["--port", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: MODEL_PATH is not set: point it at a checkpoint bundle (best.pt) or an exported .onnx."
+    ]
+
+
+def test_serve_with_a_missing_model_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert serve_main(["--model", str(tmp_path / "gone.onnx")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: Model not found: {tmp_path / 'gone.onnx'}"]
+
+
+def test_serve_rejects_a_bad_limit_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IC_MAX_BATCH", "many")
+    assert serve_main(["--model", "x.pt"]) == 2
+    assert capsys.readouterr().err.strip() == "error: IC_MAX_BATCH='many' is not an integer."
+
+
+@pytest.mark.slow
+def test_serving_benchmark_reports_every_configuration(tmp_path: Path) -> None:
+    out = tmp_path / "bench_serve.json"
+    args = ["--model-name", "baseline_cnn", "--image-size", "32", "--duration", "0.5", "--warmup", "0.2"]
+    assert bench_main([*args, "--concurrency", "1", "4", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    configurations = {(r["backend"], r["micro_batching"], r["concurrency"]) for r in report["results"]}
+    assert len(configurations) == 8
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in report["results"])
+    assert {"model", "pipeline", "model_cpu"} <= set(report["offline_ceilings_images_per_s"]["onnxruntime"])
