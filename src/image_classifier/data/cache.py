@@ -181,7 +181,9 @@ class CachedImages(Dataset):
         self.entry = entry
         self.transform = transform
         self.on_device = on_device
-        """Batches come out on the GPU: load them in the main process (no workers, no pinning)."""
+        """Batches come out on the GPU (so they must not be pinned)."""
+        self.in_process = on_device or isinstance(transform, Normalize)
+        """Load in the main process, without workers: GPU batches, and eval batches (a copy and a normalise)."""
         self.classes = folder.classes
         self.class_to_idx = folder.class_to_idx
         self.samples = folder.samples

@@ -86,8 +86,8 @@ def split_loader(
     images = cached if cached is not None else ImageFolder(str(split_dir), transform=transform)
     if images.classes != dataset.classes:
         raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
-    on_device = bool(getattr(images, "on_device", False))  # augmented on the GPU: load in this process
-    workers = 0 if on_device else resolve_num_workers(data_cfg.num_workers)
+    on_device = bool(getattr(images, "on_device", False))  # batches made on the GPU: no pinning
+    workers = 0 if getattr(images, "in_process", False) else resolve_num_workers(data_cfg.num_workers)
     batch_size = per_rank_batch_size(int(data_cfg.batch_size))
     sampler = sampler_for(images, training, seed)
     return DataLoader(
