@@ -6,7 +6,7 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import torch
@@ -102,7 +102,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.load_state_dict(resumed.state_dict)
     data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
     data = build_dataloaders(cfg.data, data_config, seed=cfg.trainer.seed)
-    model.to(device, memory_format=torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format)
+    memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch stubs lack this overload
     train_model = wrap_model(model, device, sync_batchnorm=cfg.trainer.get("sync_batchnorm", False))
     train_model = torch.compile(train_model) if cfg.trainer.compile else train_model  # type: ignore[assignment]
 
@@ -114,13 +115,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         updates_per_epoch=math.ceil(len(data.loaders["train"]) / cfg.trainer.accumulate_grad_batches),
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
-    mixup = build_mixup(cfg.trainer, len(classes), data.loaders["train"].batch_size)
+    mixup = build_mixup(cfg.trainer, len(classes), cast(int, data.loaders["train"].batch_size))
     loss_fn = build_loss(cfg.trainer.label_smoothing, mixup)
     ema = build_ema(cfg.trainer, model)
     stopper = EarlyStopping(**cfg.trainer.early_stopping, mode=cfg.trainer.monitor_mode)
     resumable = Resumable(optimizer, scheduler, scaler, ema, stopper, data.loaders["train"].generator)
     progress = resumable.load_state_dict(resumed.training_state) if resumed is not None else Progress()
-    resolved_config = OmegaConf.to_container(cfg, resolve=True)
+    resolved_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     assert isinstance(resolved_config, dict)
     run_id = resumed.training_state.get("wandb_run_id") if resumed is not None else None
     tracker = create_tracker(cfg.get("logger") if is_main() else None, run_dir, resolved_config, run_id=run_id)
