@@ -17,6 +17,19 @@ import torch
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+# the same global batch (32) and learning rate for 1 and 2 processes, trained to a plateau
+COMPARISON_OVERRIDES = [
+    "logger=none",
+    "trainer.device=cpu",
+    "data.num_workers=0",
+    "data.image_size=32",
+    "data.batch_size=32",
+    "data.generate.train_per_class=200",
+    "data.generate.val_per_class=30",
+    "data.generate.test_per_class=50",
+    "trainer.max_epochs=8",
+    "optimizer.lr=0.02",
+]
 
 
 def torchrun(nproc: int, overrides: list[str], **kwargs: object) -> subprocess.Popen[str]:
@@ -65,6 +78,31 @@ def test_a_killed_rank_fails_the_whole_job(tiny_data_root: Path, tmp_path: Path)
     assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
 
 
+@pytest.mark.slow
+def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_path: Path) -> None:
+    overrides = [
+        f"data.root={tmp_path / 'data'}",
+        *COMPARISON_OVERRIDES,
+    ]
+    single = subprocess.run(
+        [sys.executable, "-m", "image_classifier.train", *overrides, f"hydra.run.dir={tmp_path}/single"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PROJECT_ROOT": str(REPO_ROOT), "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    job = torchrun(2, [*overrides, f"hydra.run.dir={tmp_path}/ddp"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = job.communicate(timeout=1200)
+    assert job.returncode == 0, output[-2000:]
+
+    accuracy = {
+        run: json.loads((tmp_path / run / "metrics.json").read_text())["test/accuracy"] for run in ("single", "ddp")
+    }
+    assert abs(accuracy["ddp"] - accuracy["single"]) <= 0.05, accuracy
+
+
 def _wait_for_training(job: subprocess.Popen[str], marker: Path) -> list[psutil.Process]:
     """The job's two worker processes, once the first epoch's checkpoint exists."""
     deadline = time.monotonic() + 240
@@ -88,7 +126,7 @@ def _kill_tree(pid: int) -> None:
 
 def test_invoke_train_launches_torchrun_with_the_overrides() -> None:
     result = subprocess.run(
-        ["invoke", "--dry", "train", "--nproc", "2", "-o", "trainer.max_epochs=1 logger=none"],
+        ["invoke", "--dry", "train", "--nproc", "2", "trainer.max_epochs=1 logger=none"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
