@@ -78,19 +78,17 @@ def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | No
         return [Case("shapes", "train", tiny, batches=3, rounds=1), Case("shapes", "eval", tiny, rounds=1)]
     shapes = shapes_overrides(data_root / "shapes") + ([f"data.image_size={image_size}"] if image_size else [])
     cases = [
-        Case("shapes", "train", shapes, batches=24),
+        Case("shapes", "train", shapes, batches=16, rounds=1),
         Case("shapes", "eval", shapes),
-        Case("shapes, no worker (data.num_workers=0)", "train", [*shapes, "data.num_workers=0"], batches=24),
-        Case("shapes, JPEG (data.cache=false)", "train", [*shapes, "data.cache=false"], batches=24),
-        Case("shapes, JPEG (data.cache=false)", "eval", [*shapes, "data.cache=false"]),
+        Case("shapes, JPEG (data.cache=false)", "train", [*shapes, "data.cache=false"], batches=16, rounds=1),
     ]
     if shared is not None:
         animals = data_root / "animals_v2"
         cases += [
-            Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=6),
-            Case("animals_v2", "eval", animals_overrides(animals, 64, 64)),
-            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=3, rounds=1),
-            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=3),
+            Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=4, rounds=1),
+            Case("animals_v2", "eval", animals_overrides(animals, 64, 64), rounds=1),
+            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=2, rounds=1),
+            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=2, rounds=1),
         ]
     # one whole epoch each: a small model at 32 px keeps 10k images affordable on 2 cores
     small = ["model.kwargs.width=8", "data.image_size=32"]
