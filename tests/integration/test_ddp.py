@@ -48,7 +48,7 @@ def test_two_processes_write_one_run_dir_with_one_checkpoint_set(tiny_data_root:
 
     assert [p.name for p in tmp_path.iterdir()] == ["runs"]
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) == ["best.pt", "last.pt"]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
     bundle = torch.load(run_dir / "checkpoints" / "best.pt", map_location="cpu", weights_only=True)
