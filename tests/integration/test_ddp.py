@@ -79,6 +79,25 @@ def test_a_killed_rank_fails_the_whole_job(tiny_data_root: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_two_process_run_resumes_from_its_last_checkpoint(tiny_data_root: Path, tmp_path: Path) -> None:
+    overrides = [*TINY_OVERRIDES, f"data.root={tiny_data_root}", f"hydra.run.dir={tmp_path}/run"]
+    for epochs in (1, 2):
+        job = torchrun(
+            2,
+            [*overrides, f"trainer.max_epochs={epochs}", "trainer.resume=auto"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        output, _ = job.communicate(timeout=300)
+        assert job.returncode == 0, output[-2000:]
+    assert output.count("Resuming from") == 1
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [entry["epoch"] for entry in history] == [0, 1]
+    bundle = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert bundle["epoch"] == 1
+
+
+@pytest.mark.slow
 def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_path: Path) -> None:
     overrides = [
         f"data.root={tmp_path / 'data'}",
