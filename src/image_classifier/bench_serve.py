@@ -106,14 +106,14 @@ def offline_ceilings(
     predictor = load_predictor(model_path, threads)
     transform = eval_transform(predictor.data_config)
     chunk = (images * (batch // len(images) + 1))[:batch]
-    tensors = np.stack([prepare(data, "x", transform, 2**30, 2**30)[0] for data in chunk])
+    tensors = np.stack([prepare(data, "x", transform, 2**30, 2**30, with_stats=False)[0] for data in chunk])
 
     def model_step() -> int:
         predictor(tensors)
         return batch
 
     def pipeline_step() -> int:
-        predictor(np.stack([prepare(data, "x", transform, 2**30, 2**30)[0] for data in chunk]))
+        predictor(np.stack([prepare(data, "x", transform, 2**30, 2**30, with_stats=False)[0] for data in chunk]))
         return batch
 
     model, model_cpu = _rate(model_step, duration)

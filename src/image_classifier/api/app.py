@@ -147,10 +147,11 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
             if len(data) > limits.max_upload_bytes:
                 raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
             blobs.append(data)
+        logging_inputs = svc.prediction_log.enabled
         with svc.batcher.expecting(len(blobs)):
             prepared = await run_in_threadpool(
                 lambda: [
-                    prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels)
+                    prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels, logging_inputs)
                     for data, name in zip(blobs, names, strict=True)
                 ]
             )

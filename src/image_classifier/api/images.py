@@ -67,9 +67,14 @@ def decode_image(data: bytes, filename: str, max_bytes: int, max_pixels: int) ->
 
 
 def prepare(
-    data: bytes, filename: str, transform: Callable[[Image.Image], Any], max_bytes: int, max_pixels: int
+    data: bytes,
+    filename: str,
+    transform: Callable[[Image.Image], Any],
+    max_bytes: int,
+    max_pixels: int,
+    with_stats: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Decode, apply the evaluation transform; returns the input array and the image's statistics."""
+    """Decode, apply the evaluation transform; returns the input array and (``with_stats``) the image's statistics."""
     image = decode_image(data, filename, max_bytes, max_pixels)
     array = transform(image).numpy().astype(np.float32, copy=False)
-    return array, image_stats(image)
+    return array, image_stats(image) if with_stats else {}

@@ -68,6 +68,10 @@ class PredictionLog:
             handler.setFormatter(logging.Formatter("%(message)s"))
             self.logger.addHandler(handler)
 
+    @property
+    def enabled(self) -> bool:
+        return self.logger is not None
+
     def write(self, model: str, filename: str, stats: dict[str, float], prediction: dict[str, Any]) -> None:
         if self.logger is not None:
             record = {"time": time.time(), "model": model, "filename": filename, "input": stats, **prediction}
