@@ -3,9 +3,11 @@
 ``python -m image_classifier.bench_serve [--model-name resnet18 --image-size 64 --duration 5]``
 
 For eager PyTorch and ONNX Runtime, at concurrency 1 and 16, with micro-batching on and off (one
-request per forward pass), against two offline ceilings measured in the same run: batched forward
-passes on in-memory tensors (``model``), and batched decode + preprocess + forward of the same image
-bytes (``pipeline``). Absolute numbers depend on the machine; the ratios are what to compare.
+request per forward pass), against two offline ceilings measured around each backend's runs with the
+same model threads: batched forward passes on in-memory tensors (``model``), and batched decode +
+preprocess + forward of the same image bytes (``pipeline``). ``per CPU-s`` divides the server's images
+per CPU second by the model ceiling's, which other processes on a shared machine do not disturb.
+Absolute numbers depend on the machine; the ratios are what to compare.
 """
 
 from __future__ import annotations
