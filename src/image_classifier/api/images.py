@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from image_classifier.drift import image_stats
 
@@ -61,6 +61,9 @@ def decode_image(data: bytes, filename: str, max_bytes: int, max_pixels: int) ->
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected(413, f"{filename}: rejected as a decompression bomb ({error}).") from None
+    except UnidentifiedImageError:
+        formats = ", ".join(FORMATS)
+        raise ImageRejected(400, f"{filename}: not a readable image (not one of {formats}).") from None
     except Exception as error:  # Pillow raises many types (OSError, ValueError, SyntaxError, ...) for bad data
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageRejected(400, f"{filename}: not a readable image ({reason}).") from None
