@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.early_stopping import EarlyStopping
@@ -50,6 +51,16 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
         torch.cuda.set_rng_state_all(state["cuda"])
     if loader_generator is not None and state["loader"] is not None:
         loader_generator.set_state(state["loader"])
+
+
+def capture_rng_all_ranks(loader_generator: torch.Generator | None = None) -> list[dict[str, Any]]:
+    """:func:`capture_rng` of every rank, in rank order (one entry outside torchrun). Call it on every rank."""
+    state = capture_rng(loader_generator)
+    if not (dist.is_available() and dist.is_initialized()):
+        return [state]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, state)
+    return states
 
 
 def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
@@ -109,8 +120,8 @@ class Resumable:
     early_stopping: EarlyStopping
     loader_generator: torch.Generator | None
 
-    def state_dict(self, progress: Progress, wandb_run_id: str | None) -> dict[str, Any]:
-        """The ``training_state`` of ``last.pt``: call it at the end of an epoch, after validation."""
+    def state_dict(self, progress: Progress, wandb_run_id: str | None, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        """The ``training_state`` of ``last.pt``, with ``rng`` from :func:`capture_rng_all_ranks`."""
         return {
             "next_epoch": progress.next_epoch,
             "step": progress.step,
@@ -121,12 +132,12 @@ class Resumable:
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "early_stopping": self.early_stopping.state_dict(),
-            "rng": capture_rng(self.loader_generator),
+            "rng": rng,
             "wandb_run_id": wandb_run_id,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> Progress:
-        """Restore every component and RNG from ``state``; returns where the loop continues."""
+    def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> Progress:
+        """Restore every component and this rank's RNG streams; returns where the loop continues."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -135,5 +146,8 @@ class Resumable:
                 raise CheckpointError("trainer.ema.enabled=true but the checkpoint was trained without EMA.")
             self.ema.load_state_dict(state["ema"])
         self.early_stopping.load_state_dict(state["early_stopping"])
-        restore_rng(state["rng"], self.loader_generator)
+        rng = state["rng"]
+        if rank >= len(rng):
+            log.warning("last.pt holds RNG states for %d processes; rank %d starts from rank 0's", len(rng), rank)
+        restore_rng(rng[rank] if rank < len(rng) else rng[0], self.loader_generator)
         return Progress(state["next_epoch"], state["step"], state["best"], list(state["history"]))

@@ -37,7 +37,13 @@ from image_classifier.model import check_model_name, create_model, model_data_co
 from image_classifier.model_card import write_model_card
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, write_metrics
-from image_classifier.resume import Progress, Resumable, find_resume_checkpoint, load_resume_bundle
+from image_classifier.resume import (
+    Progress,
+    Resumable,
+    capture_rng_all_ranks,
+    find_resume_checkpoint,
+    load_resume_bundle,
+)
 from image_classifier.runtime import config_dir, project_root, report_user_errors, seed_everything, select_device
 from image_classifier.tracking import create_tracker
 
@@ -120,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ema = build_ema(cfg.trainer, model)
     stopper = EarlyStopping(**cfg.trainer.early_stopping, mode=cfg.trainer.monitor_mode)
     resumable = Resumable(optimizer, scheduler, scaler, ema, stopper, data.loaders["train"].generator)
-    progress = resumable.load_state_dict(resumed.training_state) if resumed is not None else Progress()
+    progress = resumable.load_state_dict(resumed.training_state, rank) if resumed is not None else Progress()
     resolved_config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     assert isinstance(resolved_config, dict)
     run_id = resumed.training_state.get("wandb_run_id") if resumed is not None else None
@@ -184,10 +190,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         progress.best = epoch_metrics[monitor] if improved else progress.best
         if stopper.update(epoch_metrics[monitor]):
             log.info("Early stopping after epoch %d: no %s improvement in %d epochs", epoch, monitor, stopper.patience)
+        rng = capture_rng_all_ranks(data.loaders["train"].generator)  # on every rank: each has its own streams
         if is_main():  # best.pt first: a last.pt on disk always has its best.pt
             if improved:
                 save_bundle(checkpoints / "best.pt", bundle(epoch_metrics, epoch, weights=ema.module if ema else model))
-            state = resumable.state_dict(progress, tracker.run_id)
+            state = resumable.state_dict(progress, tracker.run_id, rng)
             save_bundle(checkpoints / "last.pt", bundle(epoch_metrics, epoch, training_state=state))
 
     best_bundle_path = checkpoints / "best.pt"
