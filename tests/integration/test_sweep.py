@@ -31,9 +31,7 @@ def _run_group(run_dir: Path) -> str:
 def test_optuna_search_config_maximises_val_accuracy_offline() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(
-            "train", ["hparams_search=optuna", "logger=wandb", "hydra.sweeper.study_name=s1"], return_hydra_config=True
-        )
+        cfg = compose("train", ["hparams_search=optuna", "logger=wandb", "logger.group=s1"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert "OptunaSweeper" in sweeper._target_ and sweeper.direction == "maximize" and sweeper.storage is None
     assert cfg.optimized_metric == "val/accuracy" and str(cfg.hydra.mode).endswith("MULTIRUN")
@@ -47,7 +45,7 @@ def test_short_sweep_runs_offline_and_groups_its_trials(tmp_path: Path, tiny_dat
     command = [
         sys.executable, "-m", "image_classifier.train", "hparams_search=optuna", "hydra.sweeper.n_trials=2",
         *TINY_OVERRIDES, "logger=wandb", "logger.log_model=false", f"data.root={tiny_data_root}",
-        "model.kwargs.width=8", f"hydra.sweep.dir={sweep}", "hydra.sweeper.study_name=tiny",
+        "model.kwargs.width=8", f"hydra.sweep.dir={sweep}", "logger.group=optuna_tiny",
     ]  # fmt: skip
     env = {**os.environ, "PROJECT_ROOT": str(REPO_ROOT), "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
