@@ -220,32 +220,51 @@ async def load(
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(mark_start(), *(client(w, session) for w in range(concurrency)))
-    server_cpu = _cpu_seconds(server) - cpu_at_start[0]
-    samples = np.array(latencies) * 1000
-    return {
-        "server_cpu_s": server_cpu,
-        "requests": len(latencies),
-        "errors": errors,
-        "requests_per_s": len(latencies) / duration,
-        "p50_ms": float(np.percentile(samples, 50)),
-        "p99_ms": float(np.percentile(samples, 99)),
+    return {"server_cpu_s": _cpu_seconds(server) - cpu_at_start[0], "latencies_s": latencies, "errors": errors}
+
+
+def summarise(backend: str, micro_batching: bool, concurrency: int, parts: list[dict], duration: float) -> LoadResult:
+    """One result from the rounds of one configuration."""
+    latencies = np.array([s for part in parts for s in part["latencies_s"]]) * 1000
+    return LoadResult(
+        backend=backend,
+        micro_batching=micro_batching,
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=sum(part["errors"] for part in parts),
+        requests_per_s=len(latencies) / duration,
+        p50_ms=float(np.percentile(latencies, 50)),
+        p99_ms=float(np.percentile(latencies, 99)),
+        server_cpu_s=sum(part["server_cpu_s"] for part in parts),
+    )
+
+
+async def serve_and_load(
+    model_path: Path, backend: str, args: argparse.Namespace, bodies: list[tuple[bytes, str]]
+) -> list[LoadResult]:
+    """Micro-batching on and off, served side by side and loaded in alternating slices over ``args.rounds``
+    rounds, so that both see the same machine."""
+    servers = {
+        True: UvicornServer(model_path, args.max_batch, args.max_wait_ms, args.threads),
+        False: UvicornServer(model_path, 1, args.max_wait_ms, args.threads),
     }
-
-
-async def serve_and_load(model_path: Path, backend: str, micro_batching: bool, args: argparse.Namespace,
-                         bodies: list[tuple[bytes, str]]) -> list[LoadResult]:  # fmt: skip
-    server = UvicornServer(model_path, args.max_batch if micro_batching else 1, args.max_wait_ms, args.threads)
     try:
-        await server.wait_healthy()
+        for server in servers.values():
+            await server.wait_healthy()
         results = []
+        slice_s = args.duration / args.rounds
         for concurrency in args.concurrency:
-            figures = await load(server.url, bodies, concurrency, args.duration, args.warmup, server.process.pid)
-            results.append(
-                LoadResult(backend=backend, micro_batching=micro_batching, concurrency=concurrency, **figures)
-            )
+            parts: dict[bool, list[dict]] = {True: [], False: []}
+            for _ in range(args.rounds):
+                for micro_batching, server in servers.items():
+                    part = await load(server.url, bodies, concurrency, slice_s, args.warmup, server.process.pid)
+                    parts[micro_batching].append(part)
+            for micro_batching, measured in parts.items():
+                results.append(summarise(backend, micro_batching, concurrency, measured, args.duration))
         return results
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
@@ -261,8 +280,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         # Measured right before and right after the backend's load runs and averaged, so that both sides of
         # each ratio see the same (shared, noisy) machine.
         before = offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
-        for micro_batching in (True, False):
-            results += asyncio.run(serve_and_load(path, backend, micro_batching, args, bodies))
+        results += asyncio.run(serve_and_load(path, backend, args, bodies))
         after = offline_ceilings(path, images, args.max_batch, args.duration, args.threads)
         ceilings[backend] = {key: (before[key] + after[key]) / 2 for key in before}
         ceilings[backend] |= {f"{key}_before": before[key] for key in ("model", "pipeline")}
@@ -285,6 +303,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "offline_ceilings_images_per_s": ceilings,
@@ -330,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per configuration")
-    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating slices the duration is split into")
+    parser.add_argument("--warmup", type=float, default=0.5, help="seconds of load before each measured slice")
     parser.add_argument(
         "--threads",
         type=int,
