@@ -96,7 +96,7 @@ def save_bundle(path: Path, bundle: Bundle) -> Path:
         "config": _jsonable(bundle.config),
         "lineage": _jsonable(bundle.lineage),
         "metrics": {k: float(v) for k, v in bundle.metrics.items()},
-        "versions": bundle.versions,
+        "versions": {k: str(v) for k, v in bundle.versions.items()},
         "epoch": bundle.epoch,
         "training_state": bundle.training_state,
     }
