@@ -15,7 +15,7 @@ from torchvision.datasets import ImageFolder
 
 from image_classifier.data.cache import cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
-from image_classifier.data.shapes import ShapesSpec, generate_shapes
+from image_classifier.data.shapes import ShapesSpec, generate_shapes, shapes_source
 from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
@@ -46,10 +46,11 @@ def open_dataset(data_cfg: Any) -> PreparedDataset:
     if data_cfg.name not in KNOWN_DATASETS:
         raise DataError(f"Unknown dataset '{data_cfg.name}'. Known: {', '.join(KNOWN_DATASETS)}.")
     root = prepared_root(data_cfg)
-    if data_cfg.name == "shapes" and not is_prepared(root):
+    if data_cfg.name == "shapes":
         spec = ShapesSpec(**data_cfg.get("generate", {}))
-        log.info("Generating the embedded shapes dataset into %s", root)
-        return generate_shapes(root, spec)
+        if not is_prepared(root) or load_prepared_dataset(root).summary["source"] != shapes_source(spec):
+            log.info("Generating the embedded shapes dataset into %s", root)
+            return generate_shapes(root, spec)
     return load_prepared_dataset(root, hint=f"invoke data {data_cfg.name} --root {data_cfg.root}")
 
 
