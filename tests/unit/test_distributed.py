@@ -126,7 +126,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     """What each of two real gloo ranks computed with the helpers."""
     tmp = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True, start_method="spawn")
     return [json.loads((tmp / f"rank{rank}.json").read_text()) for rank in range(2)]
 
 
