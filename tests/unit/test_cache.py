@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,8 +101,10 @@ def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg
     assert any(p.name.startswith("train-train-28x28-") for p in cache_dir.iterdir())
 
 
-def test_cache_can_be_switched_off(compose_config: ComposeFn, tiny_data_root: Path) -> None:
-    cfg = compose_config(overrides=[*TINY_DATA_OVERRIDES, f"data.root={tiny_data_root}", "data.cache=false"])
+def test_cache_can_be_switched_off(compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(tiny_data_root / "processed", root / "processed")
+    cfg = compose_config(overrides=[*TINY_DATA_OVERRIDES, f"data.root={root}", "data.cache=false"])
     loader = _loader(cfg, "train", training=True, cache=False)
     assert not isinstance(loader.dataset, CachedImages)
     assert not cache_dir_for(cfg.data).exists()
