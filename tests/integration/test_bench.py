@@ -14,7 +14,6 @@ from tests.conftest import REPO_ROOT
 FIELDS = ("case", "phase", "img_size", "batch_size", "ceiling_img_s", "measured_img_s", "ratio", "peak_rss_mb")
 
 
-@pytest.mark.slow
 def test_quick_bench_writes_records_and_skips_missing_real_photos(tmp_path: Path) -> None:
     out = tmp_path / "reports"
     command = [sys.executable, "-m", "image_classifier.bench", "--quick", "--out", str(out)]
