@@ -13,10 +13,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from image_classifier.data.layout import is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
-from image_classifier.data.sources import SOURCES, PrepareSettings, prepare_source
+from image_classifier.data.sources import KNOWN_DATASETS, SOURCES, PrepareSettings, prepare_source
 from image_classifier.errors import ConfigError, UserError
-
-DATASETS: tuple[str, ...] = ("shapes", *SOURCES)
 
 
 def default_config(name: str) -> Path:
@@ -48,8 +46,8 @@ def data_settings(name: str, config: Path | None) -> dict[str, Any]:
 
 def prepare(name: str, root: Path, source: Path | None = None, force: bool = False, config: Path | None = None) -> Path:
     """Prepare ``name`` into ``root/processed/name``; a no-op when it is already prepared (unless ``force``)."""
-    if name not in DATASETS:
-        raise UserError(f"Unknown dataset '{name}'. Known: {', '.join(DATASETS)}.")
+    if name not in KNOWN_DATASETS:
+        raise UserError(f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}.")
     target = Path(root) / "processed" / name
     if is_prepared(target) and not force:
         return target
@@ -69,7 +67,7 @@ def prepare(name: str, root: Path, source: Path | None = None, force: bool = Fal
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.data", description=__doc__)
-    parser.add_argument("name", help=f"dataset name: {', '.join(DATASETS)}")
+    parser.add_argument("name", help=f"dataset name: {', '.join(KNOWN_DATASETS)}")
     parser.add_argument("--source", type=Path, default=None, help="the archive as distributed, or its unpacked folder")
     parser.add_argument("--root", type=Path, default=Path("data"), help="data directory (default: data)")
     parser.add_argument(

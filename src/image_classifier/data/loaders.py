@@ -16,13 +16,12 @@ from torchvision.datasets import ImageFolder
 from image_classifier.data.cache import cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes, shapes_source
+from image_classifier.data.sources import KNOWN_DATASETS
 from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
 
 log = logging.getLogger(__name__)
-
-KNOWN_DATASETS: tuple[str, ...] = ("shapes", "animals_v2", "cifar10", "cats_vs_dogs")
 
 
 @dataclass
@@ -113,9 +112,8 @@ def resolve_num_workers(value: int | str) -> int:
     return max(0, min(8, cpus // topology().local_world_size - 1))
 
 
-def build_dataloaders(data_cfg: Any, data_config: dict[str, Any], seed: int) -> DataLoaders:
-    """One DataLoader per split that the dataset has; ``train`` and ``val`` are required."""
-    dataset = open_dataset(data_cfg)
+def build_dataloaders(data_cfg: Any, dataset: PreparedDataset, data_config: dict[str, Any], seed: int) -> DataLoaders:
+    """One DataLoader per split that ``dataset`` has; ``train`` and ``val`` are required."""
     loaders = {
         split: split_loader(data_cfg, dataset, split, data_config, seed, training=split == "train")
         for split in SPLITS
