@@ -2,8 +2,10 @@
 
 The ceiling runs bare steps on in-memory tensors; the loop runs ``engine.train_one_epoch`` (or
 ``engine.predict``) over the DataLoader that ``split_loader`` builds, with the same model, batch,
-image size, optimizer and torch threads. Rounds alternate ceiling and loop and keep the best of
-each, which is the least disturbed figure on a shared machine.
+image size, optimizer and torch threads. Rounds alternate ceiling and loop, and every step is
+timed: a loop step is the time between two batch requests (loading one batch and processing it).
+Throughputs come from the median step of each, which a burst of load from elsewhere on a shared
+machine does not move.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import itertools
 import math
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -33,11 +36,18 @@ from image_classifier.train import model_kwargs
 
 
 @dataclass
-class Limited:
-    """The first ``batches`` batches of a DataLoader, as the engine sees a loader (iterable with a length)."""
+class Timed:
+    """The first ``batches`` batches of a DataLoader, as the engine sees a loader, timing each step.
+
+    ``seconds_per_image`` gets, for every batch, the time from requesting it to requesting the
+    next one (loading plus processing), divided by its number of images; ``images`` counts the
+    images of the latest pass.
+    """
 
     loader: DataLoader
     batches: int
+    seconds_per_image: list[float] = field(default_factory=list)
+    images: int = 0
 
     @property
     def dataset(self) -> Any:
@@ -48,7 +58,14 @@ class Limited:
         return self.loader.sampler
 
     def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.loader), self.batches)
+        self.images = 0
+        start = time.perf_counter()
+        for batch in itertools.islice(iter(self.loader), self.batches):
+            yield batch
+            now = time.perf_counter()
+            self.images += len(batch[1])
+            self.seconds_per_image.append((now - start) / len(batch[1]))
+            start = now
 
     def __len__(self) -> int:
         return min(self.batches, len(self.loader))
@@ -73,7 +90,7 @@ def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
 def measure(
     cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val", ceiling_batches: int = 0
 ) -> dict[str, Any]:
-    """Ceiling and loop throughput (images/s) for ``phase`` (``train`` or ``eval``) under ``cfg``.
+    """Ceiling and loop throughput (images/s, from the median step) for ``phase`` (``train`` or ``eval``).
 
     The loop runs ``batches`` batches per round (0: the whole split), the ceiling as many steps, or
     ``ceiling_batches`` when given (for long epochs).
@@ -84,11 +101,12 @@ def measure(
     device = torch.device("cpu")
     training = phase == "train"
     start = time.perf_counter()
-    loader = split_loader(cfg.data, dataset, "train" if training else split, data_config, cfg.trainer.seed, training)
+    loader = split_loader(
+        cfg.data, dataset, "train" if training else split, data_config, cfg.trainer.seed, training, device=device
+    )
     prepare_s = time.perf_counter() - start
     batch = int(loader.batch_size or 1)
     batches = min(batches, len(loader)) if batches > 0 else len(loader)
-    limited = Limited(loader, batches)
     size = tuple(data_config["input_size"])
     inputs = torch.randn(batch, *size)
     targets = torch.randint(0, len(dataset.classes), (batch,))
@@ -120,26 +138,27 @@ def measure(
         predict(model, view, device=device, precision="32", desc=split)
 
     ceiling, loop = (ceiling_train, loop_train) if training else (ceiling_eval, loop_eval)
-    images = sum(len(t) for _, t in itertools.islice(iter(loader), batches)) if not training else batches * batch
     ceiling(1)
-    loop(Limited(loader, 1))
-    best_ceiling, best_loop = math.inf, math.inf
+    loop(Timed(loader, 1))
+    ceiling_steps: list[float] = []
+    timed = Timed(loader, batches)
+    loop_s = math.inf
     for _ in range(rounds):
-        steps = min(ceiling_batches or batches, batches)
-        best_ceiling = min(best_ceiling, _timed(ceiling, steps) * images / (steps * batch))
-        best_loop = min(best_loop, _timed(loop, limited))
+        ceiling_steps += [_timed(ceiling, 1) / batch for _ in range(min(ceiling_batches or batches, batches))]
+        loop_s = min(loop_s, _timed(loop, timed))
     workers = loader.num_workers
-    del loader, limited  # stops the workers, so their peak memory is counted
-    ceiling_img_s = images / best_ceiling
-    measured_img_s = images / best_loop
+    del loader  # stops the workers, so their peak memory is counted
+    ceiling_img_s = 1 / statistics.median(ceiling_steps)
+    measured_img_s = 1 / statistics.median(timed.seconds_per_image)
     return {
         "ceiling_img_s": round(ceiling_img_s, 1),
         "measured_img_s": round(measured_img_s, 1),
         "ratio": round(measured_img_s / ceiling_img_s, 3),
         "peak_rss_mb": peak_rss_mb(),
         "worker_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN) if workers else None,
-        "images": images,
-        "loop_s": round(best_loop, 2),
+        "images": timed.images,
+        "loop_s": round(loop_s, 2),
+        "steps_timed": len(timed.seconds_per_image),
         "prepare_s": round(prepare_s, 2),
         "workers": workers,
         "threads": torch.get_num_threads(),

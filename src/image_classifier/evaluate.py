@@ -35,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     device = select_device(cfg.trainer.device)
     output_dir = Path(cfg.paths.output_dir)
-    loader = split_loader(cfg.data, dataset, cfg.split, bundle.data_config, seed=cfg.trainer.seed)
+    loader = split_loader(cfg.data, dataset, cfg.split, bundle.data_config, seed=cfg.trainer.seed, device=device)
     model = bundle.build_model().to(device)
     logits, targets = predict(model, loader, device=device, precision=str(cfg.trainer.precision), desc=cfg.split)
 

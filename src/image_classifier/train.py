@@ -108,7 +108,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("Resuming from %s (after epoch %d)", resume_from, resumed.epoch)
         model.load_state_dict(resumed.state_dict)
     data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
-    data = build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed)
+    data = build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed, device=device)
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch stubs lack this overload
     train_model = wrap_model(model, device, sync_batchnorm=cfg.trainer.get("sync_batchnorm", False))

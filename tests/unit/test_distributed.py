@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def test_auto_workers_share_the_cpus_among_local_ranks(monkeypatch: pytest.Monke
     single = resolve_num_workers("auto")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "64")
     assert 0 <= resolve_num_workers("auto") <= single <= 8
+
+
+def test_auto_workers_leave_a_cpu_model_its_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model on the CPU keeps the cores its threads run on; a GPU model leaves all but one to the workers."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(12)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 12)
+    assert resolve_num_workers("auto", torch.device("cpu")) == 0
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert resolve_num_workers("auto", torch.device("cpu")) == 6
+    assert resolve_num_workers("auto", torch.device("cuda")) == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert resolve_num_workers("auto", torch.device("cuda")) == 2
+    assert resolve_num_workers(2, torch.device("cpu")) == 2
 
 
 def test_launch_time_outside_torchrun_is_the_clock() -> None:

@@ -75,9 +75,18 @@ def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool)
 
 
 def split_loader(
-    data_cfg: Any, dataset: PreparedDataset, split: str, data_config: dict[str, Any], seed: int, training: bool = False
+    data_cfg: Any,
+    dataset: PreparedDataset,
+    split: str,
+    data_config: dict[str, Any],
+    seed: int,
+    training: bool = False,
+    device: torch.device | None = None,
 ) -> DataLoader:
-    """A DataLoader over one split; training shuffles with a seeded generator and augments."""
+    """A DataLoader over one split; training shuffles with a seeded generator and augments.
+
+    ``device`` is where the model runs; it sizes ``num_workers: auto`` (see :func:`resolve_num_workers`).
+    """
     split_dir = dataset.split_dir(split)
     if not split_dir.is_dir():
         raise DataError(f"{dataset.root} has no '{split}' split.")
@@ -87,7 +96,7 @@ def split_loader(
     if images.classes != dataset.classes:
         raise DataError(f"{split_dir} has classes {images.classes}, expected {dataset.classes}.")
     on_device = bool(getattr(images, "on_device", False))  # batches made on the GPU: no pinning
-    workers = 0 if getattr(images, "in_process", False) else resolve_num_workers(data_cfg.num_workers)
+    workers = 0 if getattr(images, "in_process", False) else resolve_num_workers(data_cfg.num_workers, device)
     batch_size = per_rank_batch_size(int(data_cfg.batch_size))
     sampler = sampler_for(images, training, seed)
     return DataLoader(
@@ -104,18 +113,29 @@ def split_loader(
     )
 
 
-def resolve_num_workers(value: int | str) -> int:
-    """``data.num_workers``: a number, or ``auto`` to share this machine's CPUs among its ranks (at most 8 each)."""
+def resolve_num_workers(value: int | str, device: torch.device | None = None) -> int:
+    """``data.num_workers``: a number, or ``auto`` for the CPUs this rank's compute leaves free (at most 8).
+
+    Each rank gets its share of this machine's CPUs. A model on a GPU leaves all but one of them
+    to the workers; a model on the CPU already runs ``torch.get_num_threads()`` threads on them,
+    so workers only get what is left: on a machine whose every core trains, none, and batches
+    are loaded between steps in the main process (a worker would slow every step down by more
+    than it saves).
+    """
     if str(value) != "auto":
         return int(value)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0, min(8, cpus // topology().local_world_size - 1))
+    share = cpus // topology().local_world_size
+    busy = torch.get_num_threads() if device is not None and device.type == "cpu" else 1
+    return max(0, min(8, share - busy))
 
 
-def build_dataloaders(data_cfg: Any, dataset: PreparedDataset, data_config: dict[str, Any], seed: int) -> DataLoaders:
+def build_dataloaders(
+    data_cfg: Any, dataset: PreparedDataset, data_config: dict[str, Any], seed: int, device: torch.device | None = None
+) -> DataLoaders:
     """One DataLoader per split that ``dataset`` has; ``train`` and ``val`` are required."""
     loaders = {
-        split: split_loader(data_cfg, dataset, split, data_config, seed, training=split == "train")
+        split: split_loader(data_cfg, dataset, split, data_config, seed, training=split == "train", device=device)
         for split in SPLITS
         if dataset.split_dir(split).is_dir() or split in ("train", "val")
     }
