@@ -98,8 +98,8 @@ def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | No
         cases += [
             Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=3, rounds=6),
             Case("animals_v2", "eval", animals_overrides(animals, 64, 64), rounds=6),
-            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=1, rounds=5),
-            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=2, rounds=5),
+            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=4, rounds=4),
+            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=4, rounds=4),
         ]
     # one whole epoch each, with the quickstart's CNN at 32 px so that 10k images fit the run
     for label, per_class in (("1k", 100), ("10k", 1000)):

@@ -2,21 +2,21 @@
 
 The ceiling runs bare steps on in-memory tensors; the loop runs ``engine.train_one_epoch`` (or
 ``engine.predict``) over the DataLoader that ``split_loader`` builds, with the same model, batch,
-image size, optimizer and torch threads. Rounds alternate ceiling and loop, and every step is
-timed: a loop step is the time between two batch requests (loading one batch and processing it).
-Throughputs come from the median step of each, which a burst of load from elsewhere on a shared
-machine does not move.
+image size, optimizer and torch threads. The two are interleaved step by step: before handing the
+loop a batch, one ceiling step runs (and its time is taken out of the loop's). A loop step is the
+time between two batch requests: loading a batch and processing it. Throughputs come from the
+median step of each, so bursts of load from elsewhere on a shared machine fall on both alike and
+move neither.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,16 +37,21 @@ from image_classifier.train import model_kwargs
 
 @dataclass
 class Timed:
-    """The first ``batches`` batches of a DataLoader, as the engine sees a loader, timing each step.
+    """The first ``batches`` batches of a DataLoader, as the engine sees a loader, with every step timed.
 
-    ``seconds_per_image`` gets, for every batch, the time from requesting it to requesting the
-    next one (loading plus processing), divided by its number of images; ``images`` counts the
-    images of the latest pass.
+    Before every ``every``-th batch is handed over, ``ceiling`` runs one bare step and returns its
+    seconds per image. ``loop_seconds_per_image`` gets, for each batch, the time from requesting
+    it to requesting the next one (loading plus processing, ceiling steps left out) over its
+    number of images; ``pass_seconds`` the time of each whole pass, ceiling steps left out.
     """
 
     loader: DataLoader
     batches: int
-    seconds_per_image: list[float] = field(default_factory=list)
+    ceiling: Callable[[], float]
+    every: int = 1
+    loop_seconds_per_image: list[float] = field(default_factory=list)
+    ceiling_seconds_per_image: list[float] = field(default_factory=list)
+    pass_seconds: list[float] = field(default_factory=list)
     images: int = 0
 
     @property
@@ -58,14 +63,20 @@ class Timed:
         return self.loader.sampler
 
     def __iter__(self) -> Iterator[Any]:
-        self.images = 0
-        start = time.perf_counter()
-        for batch in itertools.islice(iter(self.loader), self.batches):
+        self.images, paused = 0, 0.0
+        begin = start = time.perf_counter()
+        for index, batch in enumerate(itertools.islice(iter(self.loader), self.batches)):
+            if index % self.every == 0:
+                pause_start = time.perf_counter()
+                self.ceiling_seconds_per_image.append(self.ceiling())
+                pause = time.perf_counter() - pause_start
+                start, paused = start + pause, paused + pause
             yield batch
             now = time.perf_counter()
             self.images += len(batch[1])
-            self.seconds_per_image.append((now - start) / len(batch[1]))
+            self.loop_seconds_per_image.append((now - start) / len(batch[1]))
             start = now
+        self.pass_seconds.append(time.perf_counter() - begin - paused)
 
     def __len__(self) -> int:
         return min(self.batches, len(self.loader))
@@ -74,12 +85,6 @@ class Timed:
 def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     """Peak resident memory of this process (or of its largest finished child: a DataLoader worker), in MiB."""
     return round(resource.getrusage(who).ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024), 1)
-
-
-def _timed(fn: Any, arg: Any) -> float:
-    start = time.perf_counter()
-    fn(arg)
-    return time.perf_counter() - start
 
 
 def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
@@ -92,8 +97,9 @@ def measure(
 ) -> dict[str, Any]:
     """Ceiling and loop throughput (images/s, from the median step) for ``phase`` (``train`` or ``eval``).
 
-    The loop runs ``batches`` batches per round (0: the whole split), the ceiling as many steps, or
-    ``ceiling_batches`` when given (for long epochs).
+    The loop runs ``batches`` batches per round (0: the whole split) and ``rounds`` rounds; a
+    ceiling step runs before each batch, or before every few when ``ceiling_batches`` (per round)
+    is smaller (for long epochs).
     """
     seed_everything(cfg.trainer.seed, False)
     dataset = open_dataset(cfg.data)
@@ -116,18 +122,20 @@ def measure(
     scheduler, _ = create_scheduler_v2(optimizer, **sched_kwargs, num_epochs=1, updates_per_epoch=batches)  # type: ignore[arg-type]
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
-    def ceiling_train(steps: int) -> None:
-        model.train()
-        for _ in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(inputs), targets).backward()
-            optimizer.step()
+    def ceiling_train() -> float:
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(inputs), targets).backward()
+        optimizer.step()
+        elapsed = time.perf_counter() - start
+        optimizer.zero_grad(set_to_none=True)  # the loop's own step starts from no gradients
+        return elapsed / batch
 
     @torch.no_grad()
-    def ceiling_eval(steps: int) -> None:
-        model.eval()
-        for _ in range(steps):
-            model(inputs)
+    def ceiling_eval() -> float:
+        start = time.perf_counter()
+        model(inputs)
+        return (time.perf_counter() - start) / batch
 
     def loop_train(view: Any) -> None:
         train_one_epoch(
@@ -138,18 +146,14 @@ def measure(
         predict(model, view, device=device, precision="32", desc=split)
 
     ceiling, loop = (ceiling_train, loop_train) if training else (ceiling_eval, loop_eval)
-    ceiling(1)
-    loop(Timed(loader, 1))
-    ceiling_steps: list[float] = []
-    timed = Timed(loader, batches)
-    loop_s = math.inf
+    loop(Timed(loader, 1, ceiling))  # warm-up
+    timed = Timed(loader, batches, ceiling, every=max(1, batches // (ceiling_batches or batches)))
     for _ in range(rounds):
-        ceiling_steps += [_timed(ceiling, 1) / batch for _ in range(min(ceiling_batches or batches, batches))]
-        loop_s = min(loop_s, _timed(loop, timed))
+        loop(timed)
     workers = loader.num_workers
     del loader  # stops the workers, so their peak memory is counted
-    ceiling_img_s = 1 / statistics.median(ceiling_steps)
-    measured_img_s = 1 / statistics.median(timed.seconds_per_image)
+    ceiling_img_s = 1 / statistics.median(timed.ceiling_seconds_per_image)
+    measured_img_s = 1 / statistics.median(timed.loop_seconds_per_image)
     return {
         "ceiling_img_s": round(ceiling_img_s, 1),
         "measured_img_s": round(measured_img_s, 1),
@@ -157,8 +161,8 @@ def measure(
         "peak_rss_mb": peak_rss_mb(),
         "worker_peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN) if workers else None,
         "images": timed.images,
-        "loop_s": round(loop_s, 2),
-        "steps_timed": len(timed.seconds_per_image),
+        "loop_s": round(min(timed.pass_seconds), 2),
+        "steps_timed": len(timed.loop_seconds_per_image),
         "prepare_s": round(prepare_s, 2),
         "workers": workers,
         "threads": torch.get_num_threads(),

@@ -142,9 +142,11 @@ def test_training_batches_follow_the_augment_config(photos_cfg: DictConfig) -> N
     cached = dataset.entry.read([0])
     expected = F.resize(cached.float(), [32, 32], antialias=False).flip(-1).div(255)
     expected = F.normalize(expected, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    (image, target), *_ = dataset.__getitems__([0])
-    assert target == dataset.targets[0]
-    assert torch.allclose(image, expected[0], atol=1e-5)
+    images, targets = dataset.__getitems__([0, 1])
+    assert targets.tolist() == dataset.targets[:2] and images.shape == (2, 3, 32, 32)
+    assert torch.allclose(images[0], expected[0], atol=1e-5)
+    image, target = dataset[0]
+    assert target == dataset.targets[0] and torch.allclose(image, expected[0], atol=1e-5)
 
 
 def test_auto_augment_and_erasing_run_on_tensors_and_pickle(photos_cfg: DictConfig) -> None:
@@ -153,5 +155,6 @@ def test_auto_augment_and_erasing_run_on_tensors_and_pickle(photos_cfg: DictConf
     photos_cfg.data.augment.re_prob = 1.0
     dataset = _loader(photos_cfg, "train", training=True).dataset
     clone = pickle.loads(pickle.dumps(dataset))
-    images = torch.stack([image for image, _ in clone.__getitems__([0, 1, 2])])
+    images, _ = clone.__getitems__([0, 1, 2])
     assert images.shape == (3, 3, 32, 32) and images.dtype == torch.float32 and torch.isfinite(images).all()
+    assert images.is_contiguous()  # NCHW, as the model expects: no layout change inside the training step

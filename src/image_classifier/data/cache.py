@@ -199,7 +199,8 @@ def augment_device(data_cfg: Any) -> torch.device | None:
 class CachedImages(Dataset):
     """A split read from its uint8 cache, yielding ``(image_tensor, target)`` like ``ImageFolder`` + transform.
 
-    ``__getitems__`` reads and transforms a whole batch at once (the DataLoader uses it).
+    The DataLoader asks ``__getitems__`` for a whole batch, which reads and transforms it at once
+    and returns it already stacked; ``collate`` (the loader's ``collate_fn``) passes it through.
     """
 
     def __init__(
@@ -221,11 +222,18 @@ class CachedImages(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.__getitems__([index])[0]
+        images, _ = self.__getitems__([index])
+        return images[0], self.targets[index]
 
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
-        images = self.transform(self.entry.read(indices))
-        return [(image, self.targets[i]) for image, i in zip(images, indices, strict=True)]
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch ``indices``: images N x 3 x H x W (transformed) and int64 targets."""
+        targets = torch.tensor([self.targets[i] for i in indices], dtype=torch.int64)
+        return self.transform(self.entry.read(indices)), targets
+
+    @staticmethod
+    def collate(batch: Any) -> Any:
+        """The DataLoader's ``collate_fn``: ``__getitems__`` already made the batch."""
+        return batch
 
 
 def cache_dir_for(data_cfg: Any) -> Path:

@@ -13,7 +13,7 @@ from timm.data import create_transform
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-from image_classifier.data.cache import cached_split
+from image_classifier.data.cache import CachedImages, cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes, shapes_source
 from image_classifier.data.sources import KNOWN_DATASETS
@@ -110,6 +110,7 @@ def split_loader(
         persistent_workers=workers > 0,
         prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed + topology().rank),  # per-rank worker seeds
+        collate_fn=CachedImages.collate if isinstance(images, CachedImages) else None,
     )
 
 

@@ -3,14 +3,15 @@
 The training augmentation is the one timm's ``create_transform`` builds from ``data.augment``
 (random resized crop, flips, RandAugment/AutoAugment or colour jitter, normalise, random
 erasing), but it starts from a decoded uint8 batch instead of JPEGs and draws every image's
-parameters at once: the crops and flips of a batch are one ``affine_grid`` + ``grid_sample``
-call, the colour jitter a few batched tensor ops. timm's own auto-augment policies (which run on
+parameters at once: the crops and flips of a batch are one ``grid_sample`` call, the colour
+jitter a few batched tensor ops. timm's own auto-augment policies (which run on
 PIL images) and random erasing are used as they are. On a CPU that trains with every core, this
 keeps augmenting a batch down to a few per cent of a training step.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ class PilPolicy:
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 N x 3 x H x W in and out."""
-        pixels = images.permute(0, 2, 3, 1).cpu().numpy()  # one HWC view per image, as PIL wants them
+        pixels = images.permute(0, 2, 3, 1).contiguous().cpu().numpy()  # HWC rows PIL can wrap without a copy
         out = np.stack([np.asarray(self.policy(Image.fromarray(image))) for image in pixels])
         return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device)
 
@@ -56,25 +57,25 @@ def crop_boxes(
     """``count`` random crops ``(x0, y0, w, h)`` drawn as torchvision's ``RandomResizedCrop.get_params`` draws one.
 
     Each image gets the first of ``CROP_ATTEMPTS`` candidates that fits, or else the whole image
-    with its aspect ratio clamped into ``ratio``.
+    with its aspect ratio clamped into ``ratio``. The draws come from torch's generator (seeded per
+    run and per DataLoader worker); the arithmetic is NumPy's, which is faster on arrays this small.
     """
-    area = height * width
-    log_ratio = torch.log(torch.tensor(ratio, dtype=torch.float64))
-    shape = (count, CROP_ATTEMPTS)
-    target_area = area * torch.empty(shape, dtype=torch.float64).uniform_(scale[0], scale[1])
-    aspect = torch.exp(torch.empty(shape, dtype=torch.float64).uniform_(float(log_ratio[0]), float(log_ratio[1])))
-    w = torch.sqrt(target_area * aspect).round()
-    h = torch.sqrt(target_area / aspect).round()
+    draws = torch.rand(count, 2 * CROP_ATTEMPTS + 2, dtype=torch.float64).numpy()
+    area_draw, ratio_draw, (x_draw, y_draw) = draws[:, :CROP_ATTEMPTS], draws[:, CROP_ATTEMPTS:-2], draws[:, -2:].T
+    target_area = height * width * (scale[0] + (scale[1] - scale[0]) * area_draw)
+    log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
+    aspect = np.exp(log_low + (log_high - log_low) * ratio_draw)
+    w = np.round(np.sqrt(target_area * aspect))
+    h = np.round(np.sqrt(target_area / aspect))
     fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)
-    w, h = w.gather(1, first).squeeze(1), h.gather(1, first).squeeze(1)
+    first = fits.argmax(axis=1)[:, None]
     fallback_w, fallback_h = _fallback_crop(height, width, ratio)
-    found = fits.any(dim=1)
-    w = torch.where(found, w, torch.tensor(float(fallback_w), dtype=torch.float64))
-    h = torch.where(found, h, torch.tensor(float(fallback_h), dtype=torch.float64))
-    x0 = torch.floor(torch.rand(count, dtype=torch.float64) * (width - w + 1))
-    y0 = torch.floor(torch.rand(count, dtype=torch.float64) * (height - h + 1))
-    return torch.stack([x0, y0, w, h], dim=1).to(device=device, dtype=torch.float32)
+    found = fits.any(axis=1)
+    w = np.where(found, np.take_along_axis(w, first, axis=1)[:, 0], fallback_w)
+    h = np.where(found, np.take_along_axis(h, first, axis=1)[:, 0], fallback_h)
+    x0 = np.floor(x_draw * (width - w + 1))
+    y0 = np.floor(y_draw * (height - h + 1))
+    return torch.from_numpy(np.stack([x0, y0, w, h], axis=1)).to(device=device, dtype=torch.float32)
 
 
 def _fallback_crop(height: int, width: int, ratio: Sequence[float]) -> tuple[int, int]:
@@ -102,16 +103,18 @@ class BatchResizedCrop:
         self.hflip, self.vflip = float(hflip), float(vflip)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        count, channels, height, width = images.shape
+        count, _, height, width = images.shape
         x0, y0, w, h = crop_boxes(count, height, width, self.scale, self.ratio, images.device).unbind(1)
         flip_x = torch.where(torch.rand(count, device=images.device) < self.hflip, -1.0, 1.0)
         flip_y = torch.where(torch.rand(count, device=images.device) < self.vflip, -1.0, 1.0)
-        theta = torch.zeros(count, 2, 3, device=images.device)
-        theta[:, 0, 0] = flip_x * w / width
-        theta[:, 1, 1] = flip_y * h / height
-        theta[:, 0, 2] = (2 * x0 + w) / width - 1  # the crop's centre, in [-1, 1]
-        theta[:, 1, 2] = (2 * y0 + h) / height - 1
-        grid = F.affine_grid(theta, [count, channels, *self.size], align_corners=False)
+        # where each output pixel samples its image, in grid_sample's [-1, 1] coordinates: an axis-aligned
+        # scale (negative when flipped) about the crop's centre, so x depends on the column and y on the row only
+        out_h, out_w = self.size
+        columns = (torch.arange(out_w, device=images.device) * 2 + 1) / out_w - 1
+        rows = (torch.arange(out_h, device=images.device) * 2 + 1) / out_h - 1
+        x = ((2 * x0 + w) / width - 1)[:, None] + (flip_x * w / width)[:, None] * columns
+        y = ((2 * y0 + h) / height - 1)[:, None] + (flip_y * h / height)[:, None] * rows
+        grid = torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -177,7 +180,7 @@ class TrainAugment:
         interpolation = str(data_config.get("interpolation", "bilinear"))
         self.crop = BatchResizedCrop(size, augment.scale, augment.ratio, augment.hflip, augment.vflip)
         policy = augment.get("auto_augment")
-        self.policy = PilPolicy(str(policy), min(size), data_config["mean"], interpolation) if policy else None
+        self.policy = PilPolicy(str(policy), min(size), data_config["mean"], "bilinear") if policy else None
         jitter = augment.get("color_jitter")
         use_jitter = jitter is not None and (not policy or "3a" in str(policy))  # timm: a policy replaces jitter
         self.jitter = BatchColorJitter(jitter) if use_jitter else None
@@ -190,7 +193,8 @@ class TrainAugment:
             images = images.to(self.device, non_blocking=True)
         batch = self.crop(images.to(torch.float32))
         if self.policy is not None:
-            batch = self.policy(batch.round_().clamp_(0, 255).to(torch.uint8)).to(torch.float32)
+            policed = self.policy(batch.round_().clamp_(0, 255).to(torch.uint8))  # channels-last from PIL
+            batch = policed.to(torch.float32, memory_format=torch.contiguous_format)
         batch = batch.div_(255)
         if self.jitter is not None:
             batch = self.jitter(batch)
