@@ -96,10 +96,10 @@ def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | No
     if shared is not None:
         animals = data_root / "animals_v2"
         cases += [
-            Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=3, rounds=6),
+            Case("animals_v2", "train", animals_overrides(animals, 64, 64), batches=4, rounds=6),
             Case("animals_v2", "eval", animals_overrides(animals, 64, 64), rounds=6),
-            Case("animals_v2", "train", animals_overrides(animals, 224, 32), batches=4, rounds=4),
-            Case("animals_v2", "eval", animals_overrides(animals, 224, 32), batches=4, rounds=4),
+            Case("animals_v2", "train", animals_overrides(animals, 224, 16), batches=6, rounds=4),
+            Case("animals_v2", "eval", animals_overrides(animals, 224, 16), batches=6, rounds=4),
         ]
     # one whole epoch each, with the quickstart's CNN at 32 px so that 10k images fit the run
     for label, per_class in (("1k", 100), ("10k", 1000)):
