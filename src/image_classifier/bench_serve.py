@@ -40,7 +40,7 @@ from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.errors import UserError
 from image_classifier.export import export
 from image_classifier.model import create_model, model_data_config
-from image_classifier.preprocess import eval_transform
+from image_classifier.preprocess import BatchedEvalTransform
 
 
 @dataclass
@@ -106,16 +106,20 @@ def offline_ceilings(
     """Images per second (wall, and per CPU second: ``*_cpu``) of batched forward passes (``model``) and of
     decode + preprocess + forward (``pipeline``)."""
     predictor = load_predictor(model_path, threads)
-    transform = eval_transform(predictor.data_config)
+    preprocess = BatchedEvalTransform(predictor.data_config)
     chunk = (images * (batch // len(images) + 1))[:batch]
-    tensors = np.stack([prepare(data, "x", transform, 2**30, 2**30, with_stats=False)[0] for data in chunk])
+
+    def pixels() -> np.ndarray:
+        return np.stack([prepare(data, "x", preprocess.pixels, 2**30, 2**30, with_stats=False)[0] for data in chunk])
+
+    tensors = preprocess.batch(pixels())
 
     def model_step() -> int:
         predictor(tensors)
         return batch
 
     def pipeline_step() -> int:
-        predictor(np.stack([prepare(data, "x", transform, 2**30, 2**30, with_stats=False)[0] for data in chunk]))
+        predictor(preprocess.batch(pixels()))
         return batch
 
     model, model_cpu = _rate(model_step, duration)
@@ -172,8 +176,15 @@ class UvicornServer:
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+    """CPU seconds of the server and its model process."""
+    total = 0.0
+    for member in (process, *process.children(recursive=True)):
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def multipart(image: bytes, boundary: str = "benchmark-boundary") -> tuple[bytes, str]:

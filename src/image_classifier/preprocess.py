@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image
 from timm.data import create_transform
+from torchvision import transforms
+
+from image_classifier.data.tensor_augment import Normalize
+from image_classifier.errors import ConfigError
+
+ImageOp = Callable[[Image.Image], Image.Image]
 
 
 def eval_transform(data_config: dict[str, Any]) -> Any:
@@ -18,3 +28,36 @@ def eval_transform(data_config: dict[str, Any]) -> Any:
         crop_mode=data_config.get("crop_mode", "center"),
         is_training=False,
     )
+
+
+def split_eval_transform(transform: transforms.Compose) -> tuple[ImageOp, Normalize] | None:
+    """The PIL resize/crop part of an eval transform and its normalisation, or None if it is not that shape."""
+    ops = list(transform.transforms)
+    names = [type(op).__name__ for op in ops]
+    if len(ops) < 2 or names[-2] not in ("ToTensor", "MaybeToTensor") or names[-1] != "Normalize":
+        return None
+    norm = ops[-1]
+    return transforms.Compose(ops[:-2]), Normalize(norm.mean.tolist(), norm.std.tolist())
+
+
+class BatchedEvalTransform:
+    """``eval_transform`` in two halves: each image resized and cropped to uint8 pixels, then a batch normalised.
+
+    Normalising the stacked pixels gives the same tensors, bit for bit, as the per-image transform
+    (see :class:`~image_classifier.data.tensor_augment.Normalize`); the serving API uses it so that
+    per-request work is only the decode, resize and crop.
+    """
+
+    def __init__(self, data_config: dict[str, Any]) -> None:
+        parts = split_eval_transform(eval_transform(data_config))
+        if parts is None:
+            raise ConfigError(f"The evaluation transform for {data_config} does not end in to-tensor + normalise.")
+        self.resize, self.normalize = parts
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One RGB image, resized and cropped: uint8 C x H x W."""
+        return np.asarray(self.resize(image), dtype=np.uint8).transpose(2, 0, 1)
+
+    def batch(self, pixels: np.ndarray) -> np.ndarray:
+        """Stacked :meth:`pixels` (uint8 N x C x H x W) as the model's float32 input."""
+        return self.normalize(torch.from_numpy(np.ascontiguousarray(pixels))).numpy()

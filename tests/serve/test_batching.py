@@ -22,7 +22,9 @@ def run_concurrently(max_batch: int, count: int, forward: object = None) -> tupl
         batcher.start()
         try:
             inputs = [np.full(3, i, dtype=np.float32) for i in range(count)]
-            return await asyncio.gather(*(batcher.submit(x) for x in inputs), return_exceptions=True)
+            with batcher.expecting(count):  # as the app announces uploads it is still decoding
+                pending = [batcher.enqueue(x) for x in inputs]
+            return await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await batcher.stop()
 
@@ -53,3 +55,19 @@ def test_a_failing_forward_fails_its_requests_not_the_batcher() -> None:
     assert [isinstance(out, RuntimeError) for out in outputs] == [True, True, False, False]
     with pytest.raises(RuntimeError):
         raise outputs[0]  # type: ignore[misc]
+
+
+def test_a_lone_request_does_not_wait_and_stop_answers_what_is_queued() -> None:
+    async def main() -> tuple[float, list[object]]:
+        batcher = MicroBatcher(lambda batch: batch + 1, max_batch=8, max_wait_s=5.0)
+        batcher.start()
+        started = asyncio.get_running_loop().time()
+        lone = await batcher.submit(np.zeros(2, dtype=np.float32))
+        waited = asyncio.get_running_loop().time() - started
+        queued = [batcher.enqueue(np.full(2, i, dtype=np.float32)) for i in range(3)]
+        await batcher.stop()
+        return waited, [lone, *(await asyncio.gather(*queued))]
+
+    waited, outputs = asyncio.run(main())
+    assert waited < 1.0  # nothing announced, so no waiting for a fuller batch
+    assert [float(out[0]) for out in outputs] == [1.0, 1.0, 2.0, 3.0]  # type: ignore[index]

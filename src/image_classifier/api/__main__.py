@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.max_batch < 1:
             raise UserError("--max-batch must be at least 1.")
-        predictor = load_predictor(settings.require_model(), settings.threads)
+        predictor = load_predictor(settings.require_model(), settings.threads, settings.model_process)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

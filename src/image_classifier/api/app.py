@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -18,11 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from image_classifier.api.batching import MicroBatcher
 from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
+from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
 from image_classifier.api.predictors import Predictor, load_predictor
 from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
-from image_classifier.preprocess import eval_transform
+from image_classifier.preprocess import BatchedEvalTransform
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Service:
 
     settings: ServeSettings
     predictor: Predictor
-    transform: Any
+    preprocess: BatchedEvalTransform
     batcher: MicroBatcher
     metrics: ServiceMetrics
     prediction_log: PredictionLog
@@ -52,13 +53,21 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         active = settings
-        model = predictor or load_predictor(active.require_model(), active.threads)
-        batcher = MicroBatcher(model, active.max_batch, active.max_wait_ms / 1000, observe=metrics.observe_batch)
+        model = predictor or load_predictor(active.require_model(), active.threads, active.model_process)
+        preprocess = BatchedEvalTransform(model.data_config)
+
+        def forward(pixels: np.ndarray) -> np.ndarray:
+            return model(preprocess.batch(pixels))
+
+        in_flight = 2 if isinstance(model, ModelProcess) else 1  # the next batch waits in the model's pipe
+        batcher = MicroBatcher(
+            forward, active.max_batch, active.max_wait_ms / 1000, observe=metrics.observe_batch, in_flight=in_flight
+        )
         batcher.start()
         app.state.service = Service(
             settings=active,
             predictor=model,
-            transform=eval_transform(model.data_config),
+            preprocess=preprocess,
             batcher=batcher,
             metrics=metrics,
             prediction_log=PredictionLog(active.prediction_log),
@@ -66,6 +75,8 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
         log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
         yield
         await batcher.stop()
+        if predictor is None and isinstance(model, ModelProcess):
+            model.close()
         app.state.service.prediction_log.close()
 
     app = FastAPI(
@@ -148,10 +159,11 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
                 raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
             blobs.append(data)
         logging_inputs = svc.prediction_log.enabled
+        pixels = svc.preprocess.pixels
         with svc.batcher.expecting(len(blobs)):
             prepared = await run_in_threadpool(
                 lambda: [
-                    prepare(data, name, svc.transform, limits.max_upload_bytes, limits.max_pixels, logging_inputs)
+                    prepare(data, name, pixels, limits.max_upload_bytes, limits.max_pixels, logging_inputs)
                     for data, name in zip(blobs, names, strict=True)
                 ]
             )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -72,12 +71,11 @@ def decode_image(data: bytes, filename: str, max_bytes: int, max_pixels: int) ->
 def prepare(
     data: bytes,
     filename: str,
-    transform: Callable[[Image.Image], Any],
+    pixels: Callable[[Image.Image], np.ndarray],
     max_bytes: int,
     max_pixels: int,
     with_stats: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Decode, apply the evaluation transform; returns the input array and (``with_stats``) the image's statistics."""
+    """Decode and resize/crop (``pixels``): the uint8 input array and (``with_stats``) the image's statistics."""
     image = decode_image(data, filename, max_bytes, max_pixels)
-    array = transform(image).numpy().astype(np.float32, copy=False)
-    return array, image_stats(image) if with_stats else {}
+    return pixels(image), image_stats(image) if with_stats else {}

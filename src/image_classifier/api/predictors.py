@@ -81,11 +81,18 @@ class OnnxPredictor:
         return _softmax(logits.astype(np.float64)).astype(np.float32)
 
 
-def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
-    """A predictor for ``path``: ``.onnx`` files run in ONNX Runtime, anything else is a bundle."""
+def load_predictor(path: str | Path, threads: int = 0, own_process: bool = False) -> Predictor:
+    """A predictor for ``path``: ``.onnx`` files run in ONNX Runtime, anything else is a bundle.
+
+    ``own_process`` loads and runs it in a child process (:class:`~image_classifier.api.model_process.ModelProcess`).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Model not found: {path}")
+    if own_process:
+        from image_classifier.api.model_process import ModelProcess
+
+        return ModelProcess(path, threads)
     if path.suffix == ".onnx":
         return OnnxPredictor(path, threads)
     return TorchPredictor(path, threads)

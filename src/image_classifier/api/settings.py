@@ -34,13 +34,25 @@ def _env_float(name: str, default: float) -> float:
     return value
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false, 1/0).")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """What the service loads and the limits it enforces.
 
     Environment: ``MODEL_PATH`` (a checkpoint bundle or an ``.onnx`` export), ``IC_MAX_BATCH``,
     ``IC_MAX_WAIT_MS``, ``IC_MAX_FILES``, ``IC_MAX_UPLOAD_BYTES`` (per file), ``IC_MAX_REQUEST_BYTES``,
-    ``IC_MAX_PIXELS``, ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``.
+    ``IC_MAX_PIXELS``, ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``,
+    ``IC_MODEL_PROCESS`` (run the model in a child process; default true).
     """
 
     model_path: str
@@ -52,6 +64,7 @@ class ServeSettings:
     max_pixels: int = 4096 * 4096
     prediction_log: str = ""
     threads: int = 0
+    model_process: bool = True
 
     def require_model(self) -> str:
         if not self.model_path:
@@ -70,4 +83,5 @@ class ServeSettings:
             max_pixels=_env_int("IC_MAX_PIXELS", cls.max_pixels),
             prediction_log=os.environ.get("IC_PREDICTION_LOG", ""),
             threads=_env_int("IC_THREADS", 0, minimum=0),
+            model_process=_env_bool("IC_MODEL_PROCESS", cls.model_process),
         )

@@ -46,6 +46,7 @@ from torchvision.datasets.folder import pil_loader
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.data.tensor_augment import Normalize, TrainAugment
 from image_classifier.errors import ConfigError, DataError
+from image_classifier.preprocess import split_eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -166,16 +167,6 @@ def train_resize(side: int, interpolation: str) -> ImageOp:
     """Short side to ``side``, centre-cropped square: the training cache's images."""
     mode = transforms.InterpolationMode(interpolation)
     return transforms.Compose([transforms.Resize(side, interpolation=mode), transforms.CenterCrop(side)])
-
-
-def split_eval_transform(transform: transforms.Compose) -> tuple[ImageOp, Normalize] | None:
-    """The PIL resize/crop part of an eval transform and its normalisation, or None if it is not that shape."""
-    ops = list(transform.transforms)
-    names = [type(op).__name__ for op in ops]
-    if len(ops) < 2 or names[-2] not in ("ToTensor", "MaybeToTensor") or names[-1] != "Normalize":
-        return None
-    norm = ops[-1]
-    return transforms.Compose(ops[:-2]), Normalize(norm.mean.tolist(), norm.std.tolist())
 
 
 def augment_device(data_cfg: Any) -> torch.device | None:

@@ -171,13 +171,15 @@ class Normalize:
 class TrainAugment:
     """The whole training augmentation for a uint8 batch: crop and flips, policy or jitter, normalise, erasing.
 
+    Resampling (the crop, the policy's rotations and shears) is bilinear whatever the model's eval
+    interpolation: it is the cheaper kernel, and these images are barely ever shrunk.
+
     With a ``device`` the batch is moved there first (uint8: a quarter of the float bytes) and augmented there.
     """
 
     def __init__(self, augment: Any, data_config: dict[str, Any], device: torch.device | None = None) -> None:
         self.device = device
         size = data_config["input_size"][-2:]
-        interpolation = str(data_config.get("interpolation", "bilinear"))
         self.crop = BatchResizedCrop(size, augment.scale, augment.ratio, augment.hflip, augment.vflip)
         policy = augment.get("auto_augment")
         self.policy = PilPolicy(str(policy), min(size), data_config["mean"], "bilinear") if policy else None
