@@ -50,7 +50,7 @@ class Case:
     rounds: int = 2
     split: str = "val"
     ceiling_batches: int = 0
-    """Ceiling steps per round when fewer than ``batches`` (0: as many)."""
+    """Ceiling steps per round when fewer than ``batches`` (0: one before every batch)."""
     epoch: bool = False
     """Report the loop time as ``epoch_s`` (the case runs a whole epoch)."""
     reference: bool = False
@@ -105,8 +105,7 @@ def plan(data_root: Path, shared: Path | None, quick: bool, image_size: int | No
     for label, per_class in (("1k", 100), ("10k", 1000)):
         overrides = [*shapes_overrides(data_root / f"shapes-{label}", per_class), "data.image_size=32"]
         name = f"shapes {label} images, one epoch (32 px)"
-        rounds = 3 if per_class < 1000 else 1
-        cases.append(Case(name, "train", overrides, rounds=rounds, ceiling_batches=30, epoch=True))
+        cases.append(Case(name, "train", overrides, rounds=3 if per_class < 1000 else 1, epoch=True))
     return cases
 
 
