@@ -49,8 +49,6 @@ class Case:
     """Batches timed per round; 0 means one full epoch."""
     rounds: int = 2
     split: str = "val"
-    ceiling_batches: int = 0
-    """Ceiling steps per round when fewer than ``batches`` (0: one before every batch)."""
     epoch: bool = False
     """Report the loop time as ``epoch_s`` (the case runs a whole epoch)."""
     reference: bool = False
@@ -124,7 +122,7 @@ def run_case(case: Case) -> dict[str, Any]:
     """Measure ``case`` in this process (the child side of :func:`measure_in_child`)."""
     from image_classifier.bench_measure import measure
 
-    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split, case.ceiling_batches)
+    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split)
 
 
 def measure_in_child(case: Case, log: Path) -> dict[str, Any]:

@@ -39,8 +39,8 @@ from image_classifier.train import model_kwargs
 class Timed:
     """The first ``batches`` batches of a DataLoader, as the engine sees a loader, with every step timed.
 
-    Before every ``every``-th batch is handed over, ``ceiling`` runs one bare step and returns its
-    seconds per image. ``loop_seconds_per_image`` gets, for each batch, the time from requesting
+    Before each batch is handed over, ``ceiling`` runs one bare step and returns its seconds per
+    image. ``loop_seconds_per_image`` gets, for each batch, the time from requesting
     it to requesting the next one (loading plus processing, ceiling steps left out) over its
     number of images; ``pass_seconds`` the time of each whole pass, ceiling steps left out.
     """
@@ -48,7 +48,6 @@ class Timed:
     loader: DataLoader
     batches: int
     ceiling: Callable[[], float]
-    every: int = 1
     loop_seconds_per_image: list[float] = field(default_factory=list)
     ceiling_seconds_per_image: list[float] = field(default_factory=list)
     pass_seconds: list[float] = field(default_factory=list)
@@ -65,12 +64,11 @@ class Timed:
     def __iter__(self) -> Iterator[Any]:
         self.images, paused = 0, 0.0
         begin = start = time.perf_counter()
-        for index, batch in enumerate(itertools.islice(iter(self.loader), self.batches)):
-            if index % self.every == 0:
-                pause_start = time.perf_counter()
-                self.ceiling_seconds_per_image.append(self.ceiling())
-                pause = time.perf_counter() - pause_start
-                start, paused = start + pause, paused + pause
+        for batch in itertools.islice(iter(self.loader), self.batches):
+            pause_start = time.perf_counter()
+            self.ceiling_seconds_per_image.append(self.ceiling())
+            pause = time.perf_counter() - pause_start
+            start, paused = start + pause, paused + pause
             yield batch
             now = time.perf_counter()
             self.images += len(batch[1])
@@ -92,14 +90,11 @@ def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
     return model, model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
 
 
-def measure(
-    cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val", ceiling_batches: int = 0
-) -> dict[str, Any]:
+def measure(cfg: DictConfig, phase: str, batches: int, rounds: int, split: str = "val") -> dict[str, Any]:
     """Ceiling and loop throughput (images/s, from the median step) for ``phase`` (``train`` or ``eval``).
 
     The loop runs ``batches`` batches per round (0: the whole split) and ``rounds`` rounds; a
-    ceiling step runs before each batch, or before every few when ``ceiling_batches`` (per round)
-    is smaller (for long epochs).
+    ceiling step runs before each batch.
     """
     seed_everything(cfg.trainer.seed, False)
     dataset = open_dataset(cfg.data)
@@ -147,7 +142,7 @@ def measure(
 
     ceiling, loop = (ceiling_train, loop_train) if training else (ceiling_eval, loop_eval)
     loop(Timed(loader, 1, ceiling))  # warm-up
-    timed = Timed(loader, batches, ceiling, every=max(1, batches // (ceiling_batches or batches)))
+    timed = Timed(loader, batches, ceiling)
     for _ in range(rounds):
         loop(timed)
     workers = loader.num_workers
