@@ -40,6 +40,11 @@ def split_eval_transform(transform: transforms.Compose) -> tuple[ImageOp, Normal
     return transforms.Compose(ops[:-2]), Normalize(norm.mean.tolist(), norm.std.tolist())
 
 
+def resized_pixels(image: Image.Image, resize: ImageOp) -> np.ndarray:
+    """``resize`` applied to an RGB image, as uint8 C x H x W: what the caches store and the API batches."""
+    return np.asarray(resize(image), dtype=np.uint8).transpose(2, 0, 1)
+
+
 class BatchedEvalTransform:
     """``eval_transform`` in two halves: each image resized and cropped to uint8 pixels, then a batch normalised.
 
@@ -56,7 +61,7 @@ class BatchedEvalTransform:
 
     def pixels(self, image: Image.Image) -> np.ndarray:
         """One RGB image, resized and cropped: uint8 C x H x W."""
-        return np.asarray(self.resize(image), dtype=np.uint8).transpose(2, 0, 1)
+        return resized_pixels(image, self.resize)
 
     def batch(self, pixels: np.ndarray) -> np.ndarray:
         """Stacked :meth:`pixels` (uint8 N x C x H x W) as the model's float32 input."""

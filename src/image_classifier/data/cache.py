@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
@@ -46,7 +45,7 @@ from torchvision.datasets.folder import pil_loader
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.data.tensor_augment import Normalize, TrainAugment
 from image_classifier.errors import ConfigError, DataError
-from image_classifier.preprocess import split_eval_transform
+from image_classifier.preprocess import ImageOp, resized_pixels, split_eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,6 @@ CACHE_FORMAT = 1
 CHUNK = 256
 DEFAULT_CACHE_SCALE = 1.15
 
-ImageOp = Callable[[Image.Image], Image.Image]
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -111,10 +109,6 @@ def cache_key(fingerprint: str, split: str, kind: str, size: tuple[int, int], re
     return hashlib.md5(payload.encode()).hexdigest()[:12]
 
 
-def _decode(path: str, resize: ImageOp) -> np.ndarray:
-    return np.asarray(resize(pil_loader(path)), dtype=np.uint8).transpose(2, 0, 1)
-
-
 def build_entry(
     cache_dir: Path,
     name: str,
@@ -140,7 +134,7 @@ def build_entry(
             with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
                 for start in range(0, len(samples), CHUNK):
                     chunk = [path for path, _ in samples[start : start + CHUNK]]
-                    for pixels in pool.map(lambda p: _decode(p, resize), chunk):
+                    for pixels in pool.map(lambda p: resized_pixels(pil_loader(p), resize), chunk):
                         if pixels.shape != shape[1:]:
                             raise DataError(f"Cached image has shape {pixels.shape}, expected {shape[1:]}.")
                         handle.write(np.ascontiguousarray(pixels).tobytes())
