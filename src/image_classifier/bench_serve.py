@@ -41,6 +41,7 @@ from image_classifier.errors import UserError
 from image_classifier.export import export
 from image_classifier.model import create_model, model_data_config
 from image_classifier.preprocess import BatchedEvalTransform
+from image_classifier.runtime import stop_process
 
 
 @dataclass
@@ -167,12 +168,7 @@ class UvicornServer:
         raise UserError(f"uvicorn did not become healthy in {timeout:.0f} s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def _cpu_seconds(process: psutil.Process) -> float:

@@ -1,4 +1,4 @@
-"""Process-level set-up: project root, device choice, seeding, one-line error reporting."""
+"""Process-level set-up: project root, device choice, seeding, one-line error reporting, stopping children."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import random
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -71,3 +72,13 @@ def report_user_errors(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM ``process`` (a server shuts down cleanly on it), then SIGKILL if it is not gone in ``timeout`` s."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

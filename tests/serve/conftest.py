@@ -21,6 +21,7 @@ from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.model import create_model, model_data_config
+from image_classifier.runtime import stop_process
 
 IMAGE_SIZE = 32
 SHAPES = ShapesSpec(seed=0, train_per_class=3, val_per_class=1, test_per_class=2)
@@ -105,12 +106,7 @@ def start_server(model: Path, workdir: Path, **env: str) -> Server:
 
 
 def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process, timeout=20)
 
 
 # Limits small enough that the tests can cross them cheaply.
