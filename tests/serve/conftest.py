@@ -128,6 +128,14 @@ def server(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     stop_server(running)
 
 
+@pytest.fixture(scope="session")
+def in_process_server(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The same API with the model in the server process (``IC_MODEL_PROCESS=false``)."""
+    running = start_server(bundle_path, tmp_path_factory.mktemp("in-process"), **LIMITS, IC_MODEL_PROCESS="false")
+    yield running
+    stop_server(running)
+
+
 @pytest.fixture
 def client(server: Server) -> Iterator[httpx.Client]:
     with server.client() as http:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from PIL import Image
 
 from image_classifier.data.layout import PreparedDataset
-from tests.serve.conftest import IMAGE_SIZE, Server, png_bytes
+from tests.serve.conftest import IMAGE_SIZE, Server, png_bytes, start_server, stop_server
 
 
 def test_health_and_metadata_describe_the_model(client: httpx.Client, shapes: PreparedDataset) -> None:
@@ -153,3 +155,22 @@ def test_prediction_log_records_input_statistics_and_outputs(server: Server, cli
     assert record["input"]["width"] == 48 and record["input"]["height"] == 40
     assert record["input"]["red"] == pytest.approx(200 / 255, abs=1e-3)
     assert record["label"] in record["top_k"] and 0 <= record["confidence"] <= 1
+
+
+def test_a_dead_model_process_turns_health_and_predict_into_503(bundle_path: Path, tmp_path: Path) -> None:
+    server = start_server(bundle_path, tmp_path)
+    try:
+        children = psutil.Process(server.process.pid).children()
+        # the model's child process (the other child is multiprocessing's resource tracker)
+        (model,) = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        model.kill()
+        model.wait(timeout=10)
+        with server.client() as http:
+            deadline = time.monotonic() + 10
+            while (health := http.get("/health")).status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            predict = http.post("/predict", files={"file": ("a.png", png_bytes())})
+        assert health.status_code == 503 and "model process exited" in health.json()["detail"]
+        assert predict.status_code == 503 and "model process exited" in predict.json()["detail"]
+    finally:
+        stop_server(server)

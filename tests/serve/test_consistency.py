@@ -28,9 +28,12 @@ def run_evaluate(bundle: Path, shapes: PreparedDataset, out: Path) -> list[dict[
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.parametrize("server_kind", ["server", "in_process_server"])
 def test_api_predictions_match_evaluate(
-    server: Server, bundle_path: Path, shapes: PreparedDataset, tmp_path: Path
+    server_kind: str, bundle_path: Path, shapes: PreparedDataset, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    """With the model in its own process (the default) or in the server's."""
+    server: Server = request.getfixturevalue(server_kind)
     expected = run_evaluate(bundle_path, shapes, tmp_path / "evaluate")
     assert len(expected) == 2 * len(shapes.classes)
 

@@ -8,8 +8,7 @@ import sys
 
 import uvicorn
 
-from image_classifier.api.app import create_app
-from image_classifier.api.predictors import load_predictor
+from image_classifier.api.app import create_app, open_model
 from image_classifier.api.settings import ServeSettings
 from image_classifier.errors import UserError
 
@@ -34,11 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.max_batch < 1:
             raise UserError("--max-batch must be at least 1.")
-        predictor = load_predictor(settings.require_model(), settings.threads, settings.model_process)
+        opened = open_model(settings)  # before serving, so that a bad model is a one-line error
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings, predictor), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings, opened), host=args.host, port=args.port, log_level="info")
     return 0
 
 

@@ -15,13 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from image_classifier.api.batching import MicroBatcher
+from image_classifier.api.batching import Batcher, MicroBatcher, ModelUnavailable
 from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
-from image_classifier.api.predictors import Predictor, load_predictor
-from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
+from image_classifier.api.predictors import ModelInfo, load_predictor
+from image_classifier.api.schemas import ERROR_RESPONSES, ErrorResponse, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.preprocess import BatchedEvalTransform
 
@@ -33,11 +33,23 @@ class Service:
     """Everything a request needs, built once at start-up."""
 
     settings: ServeSettings
-    predictor: Predictor
+    model: ModelInfo
     preprocess: BatchedEvalTransform
-    batcher: MicroBatcher
+    batcher: Batcher
     metrics: ServiceMetrics
     prediction_log: PredictionLog
+
+
+def open_model(settings: ServeSettings) -> tuple[ModelInfo, Batcher]:
+    """The model ``settings`` name, and the batcher that runs it: in a child process unless
+    ``settings.model_process`` is false."""
+    path, max_wait_s = settings.require_model(), settings.max_wait_ms / 1000
+    if settings.model_process:
+        process = ModelProcess(path, settings.threads, settings.max_batch, max_wait_s)
+        return process, process
+    predictor = load_predictor(path, settings.threads)
+    preprocess = BatchedEvalTransform(predictor.data_config)
+    return predictor, MicroBatcher(lambda pixels: predictor(preprocess.batch(pixels)), settings.max_batch, max_wait_s)
 
 
 def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
@@ -45,38 +57,27 @@ def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
     return {classes[i]: round(float(probs[i]), 6) for i in order}
 
 
-def create_app(settings: ServeSettings | None = None, predictor: Predictor | None = None) -> FastAPI:
-    """The service for ``settings`` (default: from the environment), loading the model at start-up."""
+def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, Batcher] | None = None) -> FastAPI:
+    """The service for ``settings`` (default: from the environment). It opens the model at start-up
+    (:func:`open_model`) unless given one already ``opened``, and stops the batcher at shutdown."""
     metrics = ServiceMetrics()
     settings = settings or ServeSettings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        active = settings
-        model = predictor or load_predictor(active.require_model(), active.threads, active.model_process)
-        preprocess = BatchedEvalTransform(model.data_config)
-
-        def forward(pixels: np.ndarray) -> np.ndarray:
-            return model(preprocess.batch(pixels))
-
-        in_flight = 2 if isinstance(model, ModelProcess) else 1  # the next batch waits in the model's pipe
-        batcher = MicroBatcher(
-            forward, active.max_batch, active.max_wait_ms / 1000, observe=metrics.observe_batch, in_flight=in_flight
-        )
-        batcher.start()
+        model, batcher = opened if opened is not None else await asyncio.to_thread(open_model, settings)
+        batcher.observe = metrics.observe_batch
         app.state.service = Service(
-            settings=active,
-            predictor=model,
-            preprocess=preprocess,
+            settings=settings,
+            model=model,
+            preprocess=BatchedEvalTransform(model.data_config),
             batcher=batcher,
             metrics=metrics,
-            prediction_log=PredictionLog(active.prediction_log),
+            prediction_log=PredictionLog(settings.prediction_log),
         )
         log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
         yield
-        await batcher.stop()
-        if predictor is None and isinstance(model, ModelProcess):
-            model.close()
+        await asyncio.to_thread(batcher.stop)
         app.state.service.prediction_log.close()
 
     app = FastAPI(
@@ -91,6 +92,10 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
     async def rejected(request: Request, error: ImageRejected) -> JSONResponse:
         return JSONResponse({"detail": error.detail}, status_code=error.status)
 
+    @app.exception_handler(ModelUnavailable)
+    async def unavailable(request: Request, error: ModelUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
     @app.exception_handler(Exception)
     async def internal(request: Request, error: Exception) -> JSONResponse:
         log.exception("Unhandled error on %s", request.url.path)
@@ -99,15 +104,17 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
     def service(request: Request) -> Service:
         return request.app.state.service
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses={503: {"model": ErrorResponse}})
     async def health(request: Request) -> Health:
-        model = service(request).predictor
-        return Health(status="ok", model=model.model_name, backend=model.backend)
+        svc = service(request)
+        if svc.batcher.unavailable is not None:
+            raise ModelUnavailable(svc.batcher.unavailable)
+        return Health(status="ok", model=svc.model.model_name, backend=svc.model.backend)
 
     @app.get("/metadata", response_model=Metadata)
     async def metadata(request: Request) -> Metadata:
         svc = service(request)
-        model, config, limits = svc.predictor, svc.predictor.data_config, svc.settings
+        model, config, limits = svc.model, svc.model.data_config, svc.settings
         return Metadata(
             model=model.model_name,
             backend=model.backend,
@@ -167,18 +174,18 @@ def create_app(settings: ServeSettings | None = None, predictor: Predictor | Non
                     for data, name in zip(blobs, names, strict=True)
                 ]
             )
-            pending = [svc.batcher.enqueue(array) for array, _ in prepared]
+            pending = [asyncio.wrap_future(svc.batcher.submit(array)) for array, _ in prepared]
         probabilities = await asyncio.gather(*pending)
-        classes = svc.predictor.classes
+        classes = svc.model.classes
         k = min(top_k, len(classes))
         predictions = []
         for name, (_, stats), probs in zip(names, prepared, probabilities, strict=True):
             best = int(np.argmax(probs))
             prediction = {"label": classes[best], "confidence": float(probs[best]), "top_k": _top_k(probs, classes, k)}
             svc.metrics.predictions.labels(prediction["label"]).inc()
-            svc.prediction_log.write(svc.predictor.model_name, name, stats, prediction)
+            svc.prediction_log.write(svc.model.model_name, name, stats, prediction)
             predictions.append({"filename": name, **prediction})
         # Built as plain JSON (the shape is PredictResponse's, as documented) to keep per-request work small.
-        return JSONResponse({"model": svc.predictor.model_name, "predictions": predictions})
+        return JSONResponse({"model": svc.model.model_name, "predictions": predictions})
 
     return app

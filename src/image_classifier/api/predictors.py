@@ -13,14 +13,18 @@ from image_classifier.checkpoint import load_bundle
 from image_classifier.errors import CheckpointError
 
 
-class Predictor(Protocol):
-    """Maps a float32 batch ``(N, C, H, W)`` of preprocessed images to class probabilities ``(N, K)``."""
+class ModelInfo(Protocol):
+    """What a served model is: its backend, name, classes, preprocessing and lineage."""
 
     backend: str
     model_name: str
     classes: list[str]
     data_config: dict[str, Any]
     lineage: dict[str, Any]
+
+
+class Predictor(ModelInfo, Protocol):
+    """Maps a float32 batch ``(N, C, H, W)`` of preprocessed images to class probabilities ``(N, K)``."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -81,18 +85,11 @@ class OnnxPredictor:
         return _softmax(logits.astype(np.float64)).astype(np.float32)
 
 
-def load_predictor(path: str | Path, threads: int = 0, own_process: bool = False) -> Predictor:
-    """A predictor for ``path``: ``.onnx`` files run in ONNX Runtime, anything else is a bundle.
-
-    ``own_process`` loads and runs it in a child process (:class:`~image_classifier.api.model_process.ModelProcess`).
-    """
+def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
+    """A predictor for ``path``: ``.onnx`` files run in ONNX Runtime, anything else is a bundle."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"Model not found: {path}")
-    if own_process:
-        from image_classifier.api.model_process import ModelProcess
-
-        return ModelProcess(path, threads)
     if path.suffix == ".onnx":
         return OnnxPredictor(path, threads)
     return TorchPredictor(path, threads)
