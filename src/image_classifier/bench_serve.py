@@ -7,6 +7,12 @@ request per forward pass), against two offline ceilings measured around each bac
 same model threads: batched forward passes on in-memory tensors (``model``), and batched decode +
 preprocess + forward of the same image bytes (``pipeline``). ``per CPU-s`` divides the server's images
 per CPU second by the model ceiling's, which other processes on a shared machine do not disturb.
+
+The offline model throughput is also measured at batch 1 and at half the maximum batch, and each
+result records the mean batch the server actually ran (from its ``ic_batch_size`` metric). With
+``c`` closed-loop clients and a model that never idles, two consecutive batches hold at most ``c``
+images between them, so at concurrency 16 the served batches average at most 8: the model's own
+throughput at batch 8 over batch 16 bounds the ratio to the batch-16 ceiling.
 Absolute numbers depend on the machine; the ratios are what to compare.
 """
 
@@ -17,6 +23,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -59,6 +67,7 @@ class LoadResult:
     ratio_to_pipeline_ceiling: float = 0.0
     cpu_ratio_to_model_ceiling: float = 0.0
     speedup_vs_one_per_forward: float | None = None
+    mean_batch: float = 0.0
 
 
 def random_bundle(model_name: str, image_size: int, path: Path, num_classes: int = 10) -> Path:
@@ -105,27 +114,34 @@ def offline_ceilings(
     model_path: Path, images: list[bytes], batch: int, duration: float, threads: int
 ) -> dict[str, float]:
     """Images per second (wall, and per CPU second: ``*_cpu``) of batched forward passes (``model``) and of
-    decode + preprocess + forward (``pipeline``)."""
+    decode + preprocess + forward (``pipeline``) at ``batch``; and of forward passes alone at batch 1 and
+    ``batch // 2`` (``model_b1``, ``model_b8`` for a batch of 16), in half the time."""
     predictor = load_predictor(model_path, threads)
     preprocess = BatchedEvalTransform(predictor.data_config)
-    chunk = (images * (batch // len(images) + 1))[:batch]
 
-    def pixels() -> np.ndarray:
+    def pixels(size: int) -> np.ndarray:
+        chunk = (images * (size // len(images) + 1))[:size]
         return np.stack([prepare(data, "x", preprocess.pixels, 2**30, 2**30, with_stats=False)[0] for data in chunk])
 
-    tensors = preprocess.batch(pixels())
+    def model_step(size: int) -> Callable[[], int]:
+        tensors = preprocess.batch(pixels(size))
 
-    def model_step() -> int:
-        predictor(tensors)
-        return batch
+        def step() -> int:
+            predictor(tensors)
+            return size
+
+        return step
 
     def pipeline_step() -> int:
-        predictor(preprocess.batch(pixels()))
+        predictor(preprocess.batch(pixels(batch)))
         return batch
 
-    model, model_cpu = _rate(model_step, duration)
+    model, model_cpu = _rate(model_step(batch), duration)
     pipeline, pipeline_cpu = _rate(pipeline_step, duration)
-    return {"model": model, "model_cpu": model_cpu, "pipeline": pipeline, "pipeline_cpu": pipeline_cpu}
+    ceilings = {"model": model, "model_cpu": model_cpu, "pipeline": pipeline, "pipeline_cpu": pipeline_cpu}
+    for size in sorted({1, max(batch // 2, 1)}):
+        ceilings[f"model_b{size}"] = _rate(model_step(size), duration / 2)[0]
+    return ceilings
 
 
 def _free_port() -> int:
@@ -171,6 +187,14 @@ class UvicornServer:
         stop_process(self.process)
 
 
+async def _batch_totals(session: aiohttp.ClientSession, url: str) -> tuple[float, float]:
+    """Images and forward passes the server has run so far (its ``ic_batch_size`` histogram)."""
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    totals = dict(re.findall(r"^ic_batch_size_(sum|count) (\S+)$", text, re.M))
+    return float(totals.get("sum", 0)), float(totals.get("count", 0))
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     """CPU seconds of the server and its model process."""
     total = 0.0
@@ -203,13 +227,14 @@ async def load(
     latencies: list[float] = []
     errors = 0
     server = psutil.Process(server_pid)
-    cpu_at_start: list[float] = []
+    at_start: dict[str, Any] = {}
     start = time.perf_counter()
     measure_from, stop_at = start + warmup, start + warmup + duration
 
-    async def mark_start() -> None:
+    async def mark_start(session: aiohttp.ClientSession) -> None:
         await asyncio.sleep(warmup)
-        cpu_at_start.append(_cpu_seconds(server))
+        at_start["cpu"] = _cpu_seconds(server)
+        at_start["batches"] = await _batch_totals(session, url)
 
     async def client(worker: int, session: aiohttp.ClientSession) -> None:
         nonlocal errors
@@ -225,9 +250,12 @@ async def load(
                 errors += not ok
 
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(mark_start(), *(client(w, session) for w in range(concurrency)))
-    return {"server_cpu_s": _cpu_seconds(server) - cpu_at_start[0], "latencies_s": latencies, "errors": errors}
+    async with aiohttp.ClientSession(connector=connector) as session, aiohttp.ClientSession() as side:
+        # the metrics are read on a connection of their own, not queued behind the clients' requests
+        await asyncio.gather(mark_start(side), *(client(w, session) for w in range(concurrency)))
+        cpu = _cpu_seconds(server) - at_start["cpu"]
+        images, passes = np.subtract(await _batch_totals(side, url), at_start["batches"])
+    return {"server_cpu_s": cpu, "latencies_s": latencies, "errors": errors, "images": images, "passes": passes}
 
 
 def summarise(backend: str, micro_batching: bool, concurrency: int, parts: list[dict], duration: float) -> LoadResult:
@@ -243,6 +271,7 @@ def summarise(backend: str, micro_batching: bool, concurrency: int, parts: list[
         p50_ms=float(np.percentile(latencies, 50)),
         p99_ms=float(np.percentile(latencies, 99)),
         server_cpu_s=sum(part["server_cpu_s"] for part in parts),
+        mean_batch=sum(part["images"] for part in parts) / max(sum(part["passes"] for part in parts), 1),
     )
 
 
@@ -324,24 +353,28 @@ def print_report(report: dict, console: Console) -> None:
         title=f"Serving {report['model']} at {report['input_size']} px, max batch {report['max_batch']}, "
         f"{report['threads']} model thread(s)"
     )
-    for column in ("backend", "batching", "conc.", "req/s", "p50 ms", "p99 ms", "÷ model ceiling",
+    for column in ("backend", "batching", "conc.", "req/s", "p50 ms", "p99 ms", "mean batch", "÷ model ceiling",
                    "÷ pipeline ceiling", "per CPU-s ÷ model", "× one-per-forward"):  # fmt: skip
         table.add_column(column, justify="right")
     for r in report["results"]:
         table.add_row(
             r["backend"], "micro" if r["micro_batching"] else "off", str(r["concurrency"]),
             f"{r['requests_per_s']:.1f}",
-            f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['ratio_to_model_ceiling']:.2f}",
+            f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['mean_batch']:.1f}", f"{r['ratio_to_model_ceiling']:.2f}",
             f"{r['ratio_to_pipeline_ceiling']:.2f}",
             f"{r['cpu_ratio_to_model_ceiling']:.2f}",
             "" if r["speedup_vs_one_per_forward"] is None else f"{r['speedup_vs_one_per_forward']:.2f}",
         )  # fmt: skip
     console.print(table)
     for backend, ceiling in ceilings.items():
+        by_batch = {int(m[1]): value for key, value in ceiling.items() if (m := re.fullmatch(r"model_b(\d+)", key))}
+        by_batch[report["max_batch"]] = ceiling["model"]
+        curve = ", ".join(f"batch {size} {value:.1f}" for size, value in sorted(by_batch.items()))
         console.print(
             f"{backend} offline ceilings (mean of before/after): model {ceiling['model']:.1f} images/s "
             f"({ceiling['model_before']:.1f}/{ceiling['model_after']:.1f}), pipeline (decode + preprocess + model) "
-            f"{ceiling['pipeline']:.1f} images/s; per CPU second: model {ceiling['model_cpu']:.1f}"
+            f"{ceiling['pipeline']:.1f} images/s; per CPU second: model {ceiling['model_cpu']:.1f}; "
+            f"model alone at {curve}"
         )
 
 

@@ -43,4 +43,8 @@ def test_serving_benchmark_reports_every_configuration(tmp_path: Path) -> None:
     configurations = {(r["backend"], r["micro_batching"], r["concurrency"]) for r in report["results"]}
     assert len(configurations) == 8
     assert all(r["errors"] == 0 and r["requests"] > 0 for r in report["results"])
-    assert {"model", "pipeline", "model_cpu"} <= set(report["offline_ceilings_images_per_s"]["onnxruntime"])
+    assert {"model", "pipeline", "model_cpu", "model_b1", "model_b8"} <= set(
+        report["offline_ceilings_images_per_s"]["onnxruntime"]
+    )
+    unbatched = [r["mean_batch"] for r in report["results"] if not r["micro_batching"]]
+    assert unbatched == [1.0] * 4  # the served batch sizes come from the server's own metrics

@@ -5,8 +5,9 @@ requests in the same process, each of those hand-overs can wait for the interpre
 interval, and the model runs several times slower than it can. In a child process the model has an
 interpreter to itself.
 
-Each prepared image goes to the child as soon as it is decoded, over a pipe (written by a sender
-thread, so the event loop never blocks on a full pipe). The child runs
+Each prepared image goes to the child as soon as it is decoded, over a pipe: a sender thread writes
+it (the event loop never blocks on the pipe), and a reader thread in the child takes it out at once
+(a pipe holds only a few images, and a full one would hold the rest back). The child runs
 :func:`~image_classifier.api.batching.run_batches` on that queue: when a forward pass ends, every
 image that arrived during it is in the next batch. A batch formed in the server instead would have
 to be closed before the model is free, and would miss the images that arrive in between.
@@ -35,23 +36,17 @@ START_TIMEOUT_S = 300
 INFO = ("backend", "model_name", "classes", "data_config", "lineage")
 
 
-class _PipeInbox:
-    """The child's end of the pipe read like a queue (:class:`~image_classifier.api.batching.Inbox`);
-    the server going away reads as ``None`` (stop)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        if (not block or timeout is not None) and not self.conn.poll(timeout if block else 0):
-            raise queue.Empty
+def _read_into(conn: Connection, inbox: queue.SimpleQueue[Any]) -> None:
+    """Move inputs from the pipe into ``inbox`` as they arrive, so that the pipe never fills up while the
+    model computes (a pipe holds only a few images); the server going away reads as ``None`` (stop)."""
+    while True:
         try:
-            return self.conn.recv()
-        except EOFError:
-            return None
-
-    def get_nowait(self) -> Any:
-        return self.get(block=False)
+            item = conn.recv()
+        except (EOFError, OSError):
+            item = None
+        inbox.put(item)
+        if item is None:
+            return
 
 
 def _serve(
@@ -74,8 +69,10 @@ def _serve(
         return
     results.send(("ready", {name: getattr(predictor, name) for name in INFO}))
     preprocess = BatchedEvalTransform(predictor.data_config)
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    threading.Thread(target=_read_into, args=(requests, inbox), name="requests", daemon=True).start()
     run_batches(
-        _PipeInbox(requests),
+        inbox,
         lambda pixels: predictor(preprocess.batch(pixels)),
         max_batch,
         max_wait_s,
