@@ -218,7 +218,8 @@ def serve_records(scratch: Path) -> list[dict[str, Any]]:
     """Records (phase ``serve``) from ``python -m image_classifier.bench_serve``, when that module exists.
 
     Each load configuration becomes one record: requests/s (one image each) against the offline
-    batched-inference ceiling of the same model.
+    batched-inference ceiling of the same model, with the mean batch the server ran, its speed-up over
+    one request per forward pass, and the model's offline throughput at batch 1 and half the maximum.
     """
     if importlib.util.find_spec("image_classifier.bench_serve") is None:
         return []
@@ -231,7 +232,8 @@ def serve_records(scratch: Path) -> list[dict[str, Any]]:
     report = json.loads(report_path.read_text())
     records = []
     for result in report.get("results", []):
-        ceiling = report["offline_ceilings_images_per_s"][result["backend"]]["model"]
+        ceilings = report["offline_ceilings_images_per_s"][result["backend"]]
+        ceiling = ceilings["model"]
         batching = "micro-batching" if result["micro_batching"] else "one per forward"
         records.append(
             {
@@ -245,6 +247,14 @@ def serve_records(scratch: Path) -> list[dict[str, Any]]:
                 "peak_rss_mb": None,
                 "p50_ms": result["p50_ms"],
                 "p99_ms": result["p99_ms"],
+                "mean_batch": round(result["mean_batch"], 2),
+                "speedup_vs_one_per_forward": result["speedup_vs_one_per_forward"],
+                "offline_img_s_by_batch": {
+                    int(key[len("model_b") :]): round(value, 1)
+                    for key, value in ceilings.items()
+                    if key[len("model_b") :].isdigit()
+                }
+                | {report["max_batch"]: round(ceiling, 1)},
             }
         )
     return records
