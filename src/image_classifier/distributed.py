@@ -194,11 +194,14 @@ def optimizer_kwargs(optimizer_cfg: Any, global_batch_size: int) -> dict[str, An
     return cast(dict[str, Any], kwargs)
 
 
-def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool = False) -> nn.Module:
+def wrap_model(
+    model: nn.Module, device: torch.device, sync_batchnorm: bool = False, find_unused_parameters: bool = False
+) -> nn.Module:
     """The module to train: ``model`` itself, or (under torchrun) ``model`` in DistributedDataParallel.
 
     ``sync_batchnorm`` converts BatchNorm layers to SyncBatchNorm in place (batch statistics over the global batch,
-    CUDA only), so ``model`` keeps sharing its parameters with the wrapper.
+    CUDA only), so ``model`` keeps sharing its parameters with the wrapper. ``find_unused_parameters`` is for
+    runs that freeze parameters after wrapping (head-only warm-up): DDP would otherwise wait for their gradients.
     """
     if not is_initialized():
         return model
@@ -210,7 +213,7 @@ def wrap_model(model: nn.Module, device: torch.device, sync_batchnorm: bool = Fa
     device_ids = (
         [device.index if device.index is not None else topology().local_rank] if device.type == "cuda" else None
     )
-    return DistributedDataParallel(model, device_ids=device_ids)
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
 
 def sampler_for(dataset: Any, training: bool, seed: int) -> DistributedSampler | None:

@@ -78,12 +78,13 @@ def train_one_epoch(
     progress = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not is_main())
     optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(progress):
-        inputs, loss_targets = mixup(images, targets) if mixup is not None else (images, targets)
-        with autocast(device, precision):
-            logits = model(inputs)
-            loss = loss_fn(logits, loss_targets)
-        scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
         update = (index + 1) % accumulate == 0 or index + 1 == len(loader)
+        inputs, loss_targets = mixup(images, targets) if mixup is not None else (images, targets)
+        with _gradient_sync(model, update):
+            with autocast(device, precision):
+                logits = model(inputs)
+                loss = loss_fn(logits, loss_targets)
+            scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
         if update:
             if clip_grad_norm:
                 scaler.unscale_(optimizer)
@@ -105,6 +106,13 @@ def train_one_epoch(
         if on_step is not None and update:
             on_step(StepState(step=step, loss=loss.item(), lr=lr))
     return {"loss": total_loss.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1)}, step
+
+
+def _gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:
+    """Under DistributedDataParallel (also through ``torch.compile``), all-reduce gradients only on the batch
+    that ends an accumulation (``sync``): ``no_sync`` for the others. Nothing for a plain module."""
+    no_sync = getattr(model, "no_sync", None)
+    return no_sync() if not sync and callable(no_sync) else contextlib.nullcontext()
 
 
 @torch.no_grad()

@@ -111,7 +111,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     data = build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed, device=device)
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch stubs lack this overload
-    train_model = wrap_model(model, device, sync_batchnorm=cfg.trainer.get("sync_batchnorm", False))
+    train_model = wrap_model(
+        model,
+        device,
+        sync_batchnorm=cfg.trainer.get("sync_batchnorm", False),
+        find_unused_parameters=cfg.trainer.head_warmup_epochs > 0,  # the frozen backbone gets no gradients
+    )
     train_model = torch.compile(train_model) if cfg.trainer.compile else train_model  # type: ignore[assignment]
 
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg.optimizer, cfg.data.batch_size))

@@ -58,6 +58,19 @@ def test_two_processes_write_one_run_dir_with_one_checkpoint_set(tiny_data_root:
     assert output.count("epoch 0: train/accuracy") == 1
 
 
+def test_head_warmup_and_gradient_accumulation_train_under_two_processes(tiny_data_root: Path, tmp_path: Path) -> None:
+    """The backbone frozen for the first epoch gets no gradients, which plain DDP would wait for."""
+    overrides = [
+        *TINY_OVERRIDES, f"data.root={tiny_data_root}", f"hydra.run.dir={tmp_path}/run", "data.batch_size=4",
+        "trainer.max_epochs=2", "trainer.head_warmup_epochs=1", "trainer.accumulate_grad_batches=2",
+    ]  # fmt: skip
+    job = torchrun(2, overrides, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = job.communicate(timeout=300)
+    assert job.returncode == 0, output[-3000:]
+    assert "epoch 0: training the head only" in output and "epoch 1: training all layers" in output
+    assert "test/accuracy" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
 def test_a_killed_rank_fails_the_whole_job(tiny_data_root: Path, tmp_path: Path) -> None:
     overrides = [
         *TINY_OVERRIDES,
