@@ -16,6 +16,7 @@ to be closed before the model is free, and would miss the images that arrive in 
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import multiprocessing
 import queue
@@ -69,6 +70,7 @@ def _serve(
         return
     results.send(("ready", {name: getattr(predictor, name) for name in INFO}))
     preprocess = BatchedEvalTransform(predictor.data_config)
+    gc.freeze()  # torch and the model live as long as the process: full collections need not walk them
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_read_into, args=(requests, inbox), name="requests", daemon=True).start()
     run_batches(
