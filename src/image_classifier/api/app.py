@@ -22,7 +22,7 @@ from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
 from image_classifier.api.predictors import ModelInfo, load_predictor
-from image_classifier.api.schemas import ERROR_RESPONSES, ErrorResponse, Health, Metadata, PredictResponse
+from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.preprocess import BatchedEvalTransform
 
@@ -108,7 +108,7 @@ def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, B
     def service(request: Request) -> Service:
         return request.app.state.service
 
-    @app.get("/health", response_model=Health, responses={503: {"model": ErrorResponse}})
+    @app.get("/health", response_model=Health, responses={503: ERROR_RESPONSES[503]})
     async def health(request: Request) -> Health:
         svc = service(request)
         if svc.batcher.unavailable is not None:

@@ -47,4 +47,5 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse, "description": "Upload too large, or too many pixels (decompression bomb)"},
     415: {"model": ErrorResponse, "description": "Not an image media type"},
     422: {"model": ErrorResponse, "description": "Missing or invalid field"},
+    503: {"model": ErrorResponse, "description": "The model process exited, or the server is stopping"},
 }
