@@ -56,3 +56,17 @@ def test_short_sweep_runs_offline_and_groups_its_trials(tmp_path: Path, tiny_dat
     assert {"optimizer.lr", "optimizer.weight_decay"} <= set(results["best_params"])
     groups = {_run_group(sweep / str(i)) for i in range(2)}
     assert groups == {"optuna_tiny"}
+
+
+def test_a_multirun_keeps_its_config_and_every_trial_in_one_sweep_dir(tmp_path: Path, tiny_data_root: Path) -> None:
+    """The default sweep dir is read once: the seconds that pass while the trials start do not split it."""
+    command = [
+        sys.executable, "-m", "image_classifier.train", "-m", "optimizer.lr=0.01,0.02", *TINY_OVERRIDES,
+        f"data.root={tiny_data_root}", "model.kwargs.width=8", f"paths.log_dir={tmp_path}",
+    ]  # fmt: skip
+    env = {**os.environ, "PROJECT_ROOT": str(REPO_ROOT)}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (sweep,) = (tmp_path / "train" / "multiruns").iterdir()
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    assert all((sweep / trial / "metrics.json").is_file() for trial in ("0", "1"))
