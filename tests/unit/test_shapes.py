@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 
+from image_classifier.data.__main__ import prepare
 from image_classifier.data.layout import load_prepared_dataset
-from image_classifier.data.shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes
+from image_classifier.data.loaders import open_dataset
+from image_classifier.data.shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_spec
+from image_classifier.errors import ConfigError
 
 SPEC = ShapesSpec(seed=3, train_per_class=6, val_per_class=2, test_per_class=2, min_side=32, max_side=64)
 
@@ -53,3 +59,22 @@ def test_colour_alone_does_not_give_the_class_away(tmp_path: Path) -> None:
     centroids = np.stack([x_train[y_train == k].mean(axis=0) for k in range(10)])
     predicted = np.argmin(((x_test[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
     assert (predicted == y_test).mean() < 0.25
+
+
+def test_the_data_command_and_training_regenerate_shapes_only_when_the_settings_change(tmp_path: Path) -> None:
+    """`invoke data shapes` and `train` share one rule: reuse what matches the settings, regenerate what does not."""
+    settings = {**SPEC.__dict__}
+    config = tmp_path / "shapes.yaml"
+    config.write_text(yaml.safe_dump({"name": "shapes", "generate": settings}))
+    target = prepare("shapes", tmp_path / "data", config=config)
+    first = load_prepared_dataset(target).fingerprint
+    assert open_dataset(OmegaConf.create({"name": "shapes", "root": str(tmp_path / "data"), "generate": settings}))
+    assert load_prepared_dataset(target).fingerprint == first  # same settings: reused
+    config.write_text(yaml.safe_dump({"name": "shapes", "generate": {**settings, "seed": 4}}))
+    prepare("shapes", tmp_path / "data", config=config)
+    assert load_prepared_dataset(target).fingerprint != first  # other settings: regenerated, no --force needed
+
+
+def test_an_unknown_shapes_setting_is_a_one_line_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"Bad shapes generate settings: .*'bogus'"):
+        shapes_spec({"bogus": 1})

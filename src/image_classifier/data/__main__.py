@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from image_classifier.data.layout import is_prepared, load_prepared_dataset
-from image_classifier.data.shapes import ShapesSpec, generate_shapes
+from image_classifier.data.shapes import ensure_shapes, generate_shapes, shapes_spec
 from image_classifier.data.sources import KNOWN_DATASETS, SOURCES, PrepareSettings, prepare_source
 from image_classifier.errors import ConfigError, UserError
 
@@ -49,18 +49,18 @@ def prepare(name: str, root: Path, source: Path | None = None, force: bool = Fal
     if name not in KNOWN_DATASETS:
         raise UserError(f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}.")
     target = Path(root) / "processed" / name
+    if name == "shapes":  # generated from its settings: regenerated when they change
+        if source is not None:
+            raise UserError("shapes is generated from a seed; --source does not apply to it.")
+        spec = shapes_spec(data_settings(name, config))
+        if force:
+            generate_shapes(target, spec)
+        else:
+            ensure_shapes(target, spec)
+        return target
     if is_prepared(target) and not force:
         return target
     settings = data_settings(name, config)
-    if name == "shapes":
-        if source is not None:
-            raise UserError("shapes is generated from a seed; --source does not apply to it.")
-        try:
-            spec = ShapesSpec(**settings)
-        except TypeError as error:
-            raise ConfigError(f"Bad shapes generate settings: {error}") from error
-        generate_shapes(target, spec)
-        return target
     prepare_source(SOURCES[name], Path(root), source, PrepareSettings.from_mapping(settings))
     return target
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="prepare again even if already prepared")
     args = parser.parse_args(argv)
     target = args.root / "processed" / args.name
-    if is_prepared(target) and not args.force:
+    if args.name != "shapes" and is_prepared(target) and not args.force:
         print(f"{args.name} is already prepared in {target} (--force to prepare it again)")
         return 0
     try:

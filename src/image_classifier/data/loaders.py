@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +13,12 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from image_classifier.data.cache import CachedImages, cached_split
-from image_classifier.data.layout import SPLITS, PreparedDataset, is_prepared, load_prepared_dataset
-from image_classifier.data.shapes import ShapesSpec, generate_shapes, shapes_source
+from image_classifier.data.layout import SPLITS, PreparedDataset, load_prepared_dataset
+from image_classifier.data.shapes import ensure_shapes, shapes_spec
 from image_classifier.data.sources import KNOWN_DATASETS
 from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,10 +43,7 @@ def open_dataset(data_cfg: Any) -> PreparedDataset:
         raise DataError(f"Unknown dataset '{data_cfg.name}'. Known: {', '.join(KNOWN_DATASETS)}.")
     root = prepared_root(data_cfg)
     if data_cfg.name == "shapes":
-        spec = ShapesSpec(**data_cfg.get("generate", {}))
-        if not is_prepared(root) or load_prepared_dataset(root).summary["source"] != shapes_source(spec):
-            log.info("Generating the embedded shapes dataset into %s", root)
-            return generate_shapes(root, spec)
+        return ensure_shapes(root, shapes_spec(data_cfg.get("generate", {})))
     return load_prepared_dataset(root, hint=f"invoke data {data_cfg.name} --root {data_cfg.root}")
 
 

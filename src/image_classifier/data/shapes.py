@@ -7,18 +7,29 @@ same ``split/class/`` layout that the real datasets are prepared into.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from image_classifier.data.layout import PreparedDataset, Sample, write_prepared_dataset
+from image_classifier.data.layout import (
+    PreparedDataset,
+    Sample,
+    is_prepared,
+    load_prepared_dataset,
+    write_prepared_dataset,
+)
+from image_classifier.errors import ConfigError
 
 Point = tuple[float, float]
+
+log = logging.getLogger(__name__)
 
 SHAPE_CLASSES: tuple[str, ...] = (
     "circle",
@@ -209,3 +220,21 @@ def generate_shapes(root: Path, spec: ShapesSpec = ShapesSpec()) -> PreparedData
 def shapes_source(spec: ShapesSpec) -> dict[str, object]:
     """What ``summary.json`` records as the source: a different spec means regenerate."""
     return {"generator": "image_classifier.data.shapes", **asdict(spec)}
+
+
+def shapes_spec(settings: Mapping[str, Any]) -> ShapesSpec:
+    """The spec for ``data.generate`` settings; an unknown or bad setting is a one-line error."""
+    try:
+        return ShapesSpec(**settings)
+    except TypeError as error:
+        raise ConfigError(f"Bad shapes generate settings: {error}") from error
+
+
+def ensure_shapes(root: Path, spec: ShapesSpec) -> PreparedDataset:
+    """The shapes dataset in ``root`` as ``spec`` describes it: generated when absent or made from another spec."""
+    if is_prepared(root):
+        dataset = load_prepared_dataset(root)
+        if dataset.summary["source"] == shapes_source(spec):
+            return dataset
+    log.info("Generating the embedded shapes dataset into %s", root)
+    return generate_shapes(root, spec)
