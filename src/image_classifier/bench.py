@@ -223,6 +223,8 @@ def serve_records(scratch: Path) -> list[dict[str, Any]]:
     """
     if importlib.util.find_spec("image_classifier.bench_serve") is None:
         return []
+    from image_classifier.bench_serve import offline_curve
+
     report_path = scratch / "bench_serve.json"
     command = [sys.executable, "-m", "image_classifier.bench_serve", "--out", str(report_path)]
     done = subprocess.run(command, cwd=project_root(), check=False)
@@ -250,11 +252,8 @@ def serve_records(scratch: Path) -> list[dict[str, Any]]:
                 "mean_batch": round(result["mean_batch"], 2),
                 "speedup_vs_one_per_forward": result["speedup_vs_one_per_forward"],
                 "offline_img_s_by_batch": {
-                    int(key[len("model_b") :]): round(value, 1)
-                    for key, value in ceilings.items()
-                    if key[len("model_b") :].isdigit()
-                }
-                | {report["max_batch"]: round(ceiling, 1)},
+                    size: round(value, 1) for size, value in offline_curve(ceilings, report["max_batch"]).items()
+                },
             }
         )
     return records

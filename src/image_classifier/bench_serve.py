@@ -144,6 +144,12 @@ def offline_ceilings(
     return ceilings
 
 
+def offline_curve(ceiling: dict[str, float], max_batch: int) -> dict[int, float]:
+    """The model's offline images/s by batch size, from one backend's :func:`offline_ceilings`."""
+    by_batch = {int(m[1]): value for key, value in ceiling.items() if (m := re.fullmatch(r"model_b(\d+)", key))}
+    return dict(sorted((by_batch | {max_batch: ceiling["model"]}).items()))
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -306,7 +312,8 @@ async def serve_and_load(
 def run(args: argparse.Namespace, workdir: Path) -> dict:
     bundle = args.model or random_bundle(args.model_name, args.image_size, workdir / "bench.pt")
     onnx_path = export(bundle, workdir / "bench.onnx").onnx_path
-    size = load_predictor(bundle).data_config["input_size"][-1]
+    described = load_predictor(bundle)
+    size = described.data_config["input_size"][-1]
     images = sample_images(32, size)
     bodies = [multipart(image) for image in images]
     models = {"pytorch": Path(bundle), "onnxruntime": Path(onnx_path)}
@@ -332,9 +339,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                 if r.backend == result.backend and not r.micro_batching and r.concurrency == result.concurrency
             )  # fmt: skip
             result.speedup_vs_one_per_forward = result.requests_per_s / baseline.requests_per_s
-    model_name = load_predictor(bundle).model_name
     return {
-        "model": model_name,
+        "model": described.model_name,
         "input_size": size,
         "max_batch": args.max_batch,
         "max_wait_ms": args.max_wait_ms,
@@ -367,9 +373,8 @@ def print_report(report: dict, console: Console) -> None:
         )  # fmt: skip
     console.print(table)
     for backend, ceiling in ceilings.items():
-        by_batch = {int(m[1]): value for key, value in ceiling.items() if (m := re.fullmatch(r"model_b(\d+)", key))}
-        by_batch[report["max_batch"]] = ceiling["model"]
-        curve = ", ".join(f"batch {size} {value:.1f}" for size, value in sorted(by_batch.items()))
+        by_batch = offline_curve(ceiling, report["max_batch"])
+        curve = ", ".join(f"batch {size} {value:.1f}" for size, value in by_batch.items())
         console.print(
             f"{backend} offline ceilings (mean of before/after): model {ceiling['model']:.1f} images/s "
             f"({ceiling['model_before']:.1f}/{ceiling['model_after']:.1f}), pipeline (decode + preprocess + model) "
