@@ -21,7 +21,7 @@ from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
-from image_classifier.api.predictors import ModelInfo, load_predictor
+from image_classifier.api.predictors import ModelInfo, load_predictor, pixel_forward
 from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.preprocess import BatchedEvalTransform
@@ -49,8 +49,7 @@ def open_model(settings: ServeSettings) -> tuple[ModelInfo, Batcher]:
         process = ModelProcess(path, settings.threads, settings.max_batch, max_wait_s)
         return process, process
     predictor = load_predictor(path, settings.threads)
-    preprocess = BatchedEvalTransform(predictor.data_config)
-    return predictor, MicroBatcher(lambda pixels: predictor(preprocess.batch(pixels)), settings.max_batch, max_wait_s)
+    return predictor, MicroBatcher(pixel_forward(predictor), settings.max_batch, max_wait_s)
 
 
 def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:

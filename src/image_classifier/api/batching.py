@@ -42,7 +42,7 @@ class Batcher(Protocol):
 
 
 class Inbox(Protocol):
-    """A queue of ``(key, input)`` pairs (``queue.SimpleQueue`` or ``multiprocessing.Queue``); ``None`` stops."""
+    """A queue of ``(key, input)`` pairs, such as ``queue.SimpleQueue``; ``None`` stops."""
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
 

@@ -60,8 +60,7 @@ def _serve(
     max_wait_s: float,
 ) -> None:
     """The child: load the predictor, report what it is, then batch and answer until ``None`` arrives."""
-    from image_classifier.api.predictors import load_predictor
-    from image_classifier.preprocess import BatchedEvalTransform
+    from image_classifier.api.predictors import load_predictor, pixel_forward
 
     try:
         predictor = load_predictor(path, threads)
@@ -69,13 +68,13 @@ def _serve(
         results.send(("error", str(error).splitlines()[0] if str(error) else type(error).__name__))
         return
     results.send(("ready", {name: getattr(predictor, name) for name in INFO}))
-    preprocess = BatchedEvalTransform(predictor.data_config)
+    forward = pixel_forward(predictor)
     gc.freeze()  # torch and the model live as long as the process: full collections need not walk them
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
     threading.Thread(target=_read_into, args=(requests, inbox), name="requests", daemon=True).start()
     run_batches(
         inbox,
-        lambda pixels: predictor(preprocess.batch(pixels)),
+        forward,
         max_batch,
         max_wait_s,
         incoming=lambda: incoming.value,

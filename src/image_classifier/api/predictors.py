@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ import torch
 
 from image_classifier.checkpoint import load_bundle
 from image_classifier.errors import CheckpointError
+from image_classifier.preprocess import BatchedEvalTransform
 
 
 class ModelInfo(Protocol):
@@ -83,6 +85,12 @@ class OnnxPredictor:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         (logits,) = self.session.run(None, {self.input_name: batch})
         return _softmax(logits.astype(np.float64)).astype(np.float32)
+
+
+def pixel_forward(predictor: Predictor) -> Callable[[np.ndarray], np.ndarray]:
+    """``predictor`` on stacked uint8 pixels: each batch normalised as evaluation does, then the forward pass."""
+    preprocess = BatchedEvalTransform(predictor.data_config)
+    return lambda pixels: predictor(preprocess.batch(pixels))
 
 
 def load_predictor(path: str | Path, threads: int = 0) -> Predictor:
