@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def holds_class_folders(path: Path) -> bool:
+    """Whether ``path`` is a folder with at least one subfolder (a class) that holds files directly."""
+    return path.is_dir() and any(
+        child.is_dir() and any(f.is_file() for f in child.iterdir()) for child in path.iterdir()
+    )
+
+
 def find_class_folder(raw: Path, name: str) -> Path | None:
     """The deepest folder called ``name`` under ``raw`` whose subfolders (the classes) hold files."""
-    matches = [
-        path
-        for path in Path(raw).rglob(name)
-        if path.is_dir()
-        and any(child.is_dir() and any(f.is_file() for f in child.iterdir()) for child in path.iterdir())
-    ]
-    if (Path(raw).name == name) and Path(raw).is_dir():
+    matches = [path for path in Path(raw).rglob(name) if holds_class_folders(path)]
+    if Path(raw).name == name and holds_class_folders(Path(raw)):
         matches.append(Path(raw))
     return max(matches, key=lambda p: (len(p.parts), str(p)), default=None)
 
