@@ -69,6 +69,18 @@ def apply_head_warmup(model: nn.Module, epoch: int, head_warmup_epochs: int) -> 
         log.info("epoch %d: %s", epoch, "training all layers" if trainable else "training the head only")
 
 
+def freeze_batchnorm_statistics(model: nn.Module) -> int:
+    """Keep every BatchNorm's running mean and variance at their pretrained values (momentum 0); returns the count.
+
+    Training batches are still normalised by their own statistics; evaluation uses the pretrained ones,
+    which small, low-resolution fine-tuning batches would otherwise drag away from what the weights expect.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.momentum = 0.0
+    return len(layers)
+
+
 def ema_metric_name(name: str) -> str:
     """The EMA weights' counterpart of a validation metric: ``val/accuracy`` -> ``val_ema/accuracy``."""
     return name.replace("val/", "val_ema/", 1) if name.startswith("val/") else name

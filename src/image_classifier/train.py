@@ -16,7 +16,7 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 
 from image_classifier.checkpoint import Bundle, git_commit, library_versions, save_bundle
-from image_classifier.data.loaders import KNOWN_DATASETS, build_dataloaders, open_dataset
+from image_classifier.data.loaders import KNOWN_DATASETS, build_dataloaders, open_dataset, split_loader
 from image_classifier.distributed import (
     broadcast_object,
     init_distributed,
@@ -31,9 +31,17 @@ from image_classifier.distributed import (
 from image_classifier.early_stopping import EarlyStopping
 from image_classifier.engine import PRECISIONS, StepState, predict, train_one_epoch
 from image_classifier.errors import ConfigError
-from image_classifier.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
+from image_classifier.finetune import (
+    apply_head_warmup,
+    build_ema,
+    build_loss,
+    build_mixup,
+    ema_metric_name,
+    freeze_batchnorm_statistics,
+)
+from image_classifier.linear_probe import linear_probe
 from image_classifier.metrics import classification_metrics, confusion_matrix
-from image_classifier.model import check_model_name, create_model, model_data_config
+from image_classifier.model import check_model_name, create_model, model_data_config, weights_provenance
 from image_classifier.model_card import write_model_card
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, write_metrics
@@ -46,6 +54,7 @@ from image_classifier.resume import (
 )
 from image_classifier.runtime import config_dir, project_root, report_user_errors, seed_everything, select_device
 from image_classifier.tracking import create_tracker
+from image_classifier.weights import LINEAGE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +116,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resumed is not None:
         log.info("Resuming from %s (after epoch %d)", resume_from, resumed.epoch)
         model.load_state_dict(resumed.state_dict)
-    data_config = model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
+    eval_size = cfg.data.get("eval_image_size") or cfg.data.image_size  # evaluation (and serving) resolution
+    data_config = model_data_config(model, eval_size, cfg.data.get("crop_pct"))
     data = build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed, device=device)
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # torch stubs lack this overload
+    if cfg.trainer.get("freeze_bn_stats"):
+        log.info("BatchNorm statistics frozen in %d layers", freeze_batchnorm_statistics(model))
+    probe_cfg = cfg.trainer.get("linear_probe") or {}
+    probe_metrics: dict[str, float] = {}
+    if probe_cfg.get("enabled") and resumed is None:  # a resumed run's head is in its checkpoint
+        probe_loader = split_loader(cfg.data, dataset, "train", data_config, cfg.trainer.seed, device=device)
+        probe_metrics = linear_probe(model, probe_loader, probe_cfg, device=device, precision=precision)
     train_model = wrap_model(
         model,
         device,
@@ -146,6 +163,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lineage["wandb_run_id"] = tracker.run_id
     if resume_from is not None:
         lineage["resumed_from"] = str(resume_from)
+    if (provenance := weights_provenance(cfg.model.weights, cfg.model.name)) is not None:
+        lineage[LINEAGE_KEY] = provenance
 
     def bundle(metrics: dict[str, float], epoch: int, weights: nn.Module = model, **extra: Any) -> Bundle:
         return Bundle(
@@ -207,7 +226,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     best_state = torch.load(best_bundle_path, map_location="cpu", weights_only=True) if is_main() else None
     best_state = broadcast_object(best_state)
     model.load_state_dict(best_state["state_dict"])
-    metrics = {k: v for k, v in progress.history[-1].items() if k != "epoch"}
+    metrics = {k: v for k, v in progress.history[-1].items() if k != "epoch"} | probe_metrics
     metrics[f"best/{monitor}"] = float(progress.best if progress.best is not None else math.nan)
     metrics["best/epoch"] = float(best_state["epoch"])
     if "test" in data.loaders:

@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import functional as F
 from image_classifier.data.cache import CachedImages, cache_dir_for
 from image_classifier.data.layout import Sample, write_prepared_dataset
 from image_classifier.data.loaders import open_dataset, split_loader
+from image_classifier.data.tensor_augment import crop_boxes
 from image_classifier.errors import ConfigError, DataError
 from image_classifier.model import create_model, model_data_config
 from tests.conftest import TINY_DATA_OVERRIDES, ComposeFn
@@ -96,7 +97,7 @@ def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg
     _loader(photos_cfg, "train", training=True)
     cache_dir = cache_dir_for(photos_cfg.data)
     first = sorted(p.name for p in cache_dir.iterdir())
-    assert first and all(p.startswith("train-train-37x37-") for p in first)
+    assert first and all(p.startswith("train-train-83x83-") for p in first)
     stamp = (cache_dir / first[0] / "images.npy").stat().st_mtime_ns
 
     _loader(photos_cfg, "train", training=True)
@@ -109,7 +110,7 @@ def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg
 
     photos_cfg.data.image_size = 24
     _loader(photos_cfg, "train", training=True)
-    assert any(p.name.startswith("train-train-28x28-") for p in cache_dir.iterdir())
+    assert any(p.name.startswith("train-train-62x62-") for p in cache_dir.iterdir())
 
 
 def test_cache_can_be_switched_off(compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path) -> None:
@@ -130,17 +131,18 @@ def test_augment_device_errors_are_one_line(photos_cfg: DictConfig) -> None:
 
 
 def test_training_batches_follow_the_augment_config(photos_cfg: DictConfig) -> None:
-    """No crop jitter and certain flips: a training batch is the flipped, resized cached image, normalised.
+    """Whole-photo crops and certain flips: a training batch is the flipped, resized cached photo, normalised.
 
-    The resize is plain bilinear: a cached image is at most ``cache_scale`` times the output size.
+    Any aspect ratio is allowed, so each crop is the whole photo (torchvision's fallback) at its own aspect.
     """
     augment = photos_cfg.data.augment
-    augment.scale, augment.ratio, augment.hflip, augment.vflip, augment.color_jitter = [1, 1], [1, 1], 1.0, 0.0, None
+    augment.scale, augment.ratio, augment.hflip, augment.vflip = [1, 1], [0.01, 100], 1.0, 0.0
+    augment.color_jitter = None
     loader = _loader(photos_cfg, "train", training=True)
     dataset = loader.dataset
     assert isinstance(dataset, CachedImages) and not dataset.on_device
     cached = dataset.entry.read([0])
-    expected = F.resize(cached.float(), [32, 32], antialias=False).flip(-1).div(255)
+    expected = F.resize(cached, [32, 32], antialias=True).flip(-1).float().div(255)
     expected = F.normalize(expected, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     images, targets = dataset.__getitems__([0, 1])
     assert targets.tolist() == dataset.targets[:2] and images.shape == (2, 3, 32, 32)
@@ -158,3 +160,50 @@ def test_auto_augment_and_erasing_run_on_tensors_and_pickle(photos_cfg: DictConf
     images, _ = clone.__getitems__([0, 1, 2])
     assert images.shape == (3, 3, 32, 32) and images.dtype == torch.float32 and torch.isfinite(images).all()
     assert images.is_contiguous()  # NCHW, as the model expects: no layout change inside the training step
+
+
+def test_training_cache_stores_whole_photos_with_their_real_sizes(photos_cfg: DictConfig) -> None:
+    """Twice the pixels the smallest crop needs (2 x 32 px / sqrt(0.6) -> 83), or the largest photo's side (120)."""
+    dataset = _loader(photos_cfg, "train", training=True).dataset
+    assert isinstance(dataset, CachedImages)
+    expected = []
+    for path, _ in dataset.samples:
+        with Image.open(path) as image:
+            expected.append((image.height, image.width))
+    assert dataset.entry.sizes().tolist() == [list(size) for size in expected]
+    assert dataset.entry.read([0]).shape == (1, 3, 83, 83)
+    assert len({tuple(size) for size in expected}) > 1  # photos of many shapes, one stored square each
+
+    photos_cfg.data.cache_max_side = 36
+    capped = _loader(photos_cfg, "train", training=True).dataset
+    assert isinstance(capped, CachedImages) and capped.entry.read([0]).shape == (1, 3, 36, 36)
+
+
+def test_cached_training_crops_match_crops_of_the_jpeg(compose_config: ComposeFn, tmp_path: Path) -> None:
+    """The cache path's random resized crops are the JPEG path's crops: small ones as sharp, sides included.
+
+    Each crop is drawn in the photo's real 192 x 256 geometry; cut from the cached pixels it must match the same
+    crop cut from the decoded JPEG with PIL (as timm's transform does) to within a few grey levels.
+    """
+    rng = np.random.default_rng(0)
+    detail = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    photo = Image.fromarray(detail).resize((256, 192), Image.Resampling.BICUBIC)  # fine detail, not square
+    samples = [Sample("train", label, photo) for label in CLASSES] + [Sample("val", "a", photo)]
+    write_prepared_dataset(tmp_path / "data" / "processed" / "cifar10", CLASSES, samples, source={})
+    cfg = compose_config(overrides=["data=cifar10", f"data.root={tmp_path / 'data'}", "data.image_size=64"])
+    cfg.data.augment.hflip, cfg.data.augment.scale = 0.0, [0.08, 1.0]
+    dataset = _loader(cfg, "train", training=True).dataset
+    assert isinstance(dataset, CachedImages)
+    crop = dataset.transform.crop  # type: ignore[attr-defined]
+    stored = dataset.entry.read([0]).repeat(64, 1, 1, 1)
+    torch.manual_seed(3)
+    boxes = crop_boxes(64, 192, 256, crop.scale, crop.ratio, torch.device("cpu")).int().tolist()
+    torch.manual_seed(3)
+    cropped = crop(stored, np.array([[192, 256]] * 64))
+    with Image.open(dataset.samples[0][0]) as jpeg:
+        decoded = jpeg.convert("RGB")
+    errors = []
+    for out, (x0, y0, w, h) in zip(cropped, boxes, strict=True):
+        reference = decoded.crop((x0, y0, x0 + w, y0 + h)).resize((64, 64), Image.Resampling.BILINEAR)
+        errors.append(np.abs(out.permute(1, 2, 0).numpy().astype(float) - np.asarray(reference, dtype=float)).mean())
+    assert np.mean(errors) < 5 and max(errors) < 12, errors

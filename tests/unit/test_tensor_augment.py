@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -26,28 +27,49 @@ def test_crop_boxes_fall_back_to_the_whole_image_clamped_to_the_ratio() -> None:
     assert boxes.tolist() == [[boxes[i, 0].item(), 0.0, 20.0, 10.0] for i in range(8)]
 
 
-def test_batched_crop_equals_per_image_resized_crop() -> None:
-    """Inside the border row and column: there a crop of the batch reads its neighbouring pixels, not a clamped edge."""
-    images = torch.rand(6, 3, 37, 45) * 255
+def test_crop_boxes_are_drawn_in_each_images_own_size() -> None:
+    torch.manual_seed(0)
+    heights, widths = np.array([60, 30] * 500), np.array([80, 120] * 500)
+    x0, y0, w, h = crop_boxes(1000, heights, widths, (0.2, 0.9), (0.75, 1.3333), torch.device("cpu")).numpy().T
+    assert (x0 + w <= widths).all() and (y0 + h <= heights).all()
+    area = w * h / (heights * widths)
+    assert area.min() > 0.18 and area.max() < 0.92
+    assert (x0[1::2] + w[1::2] > 80).any()  # the wide images' crops reach beyond the narrow ones' width
+
+
+def test_batched_crop_equals_per_image_antialiased_resized_crop() -> None:
+    images = (torch.rand(6, 3, 37, 45) * 255).to(torch.uint8)
     crop = BatchResizedCrop((16, 20), scale=(0.3, 1.0), ratio=(0.5, 2.0), hflip=0.0, vflip=0.0)
     torch.manual_seed(1)
     boxes = crop_boxes(6, 37, 45, crop.scale, crop.ratio, torch.device("cpu")).int().tolist()
     torch.manual_seed(1)
     out = crop(images)
-    assert out.shape == (6, 3, 16, 20)
+    assert out.shape == (6, 3, 16, 20) and out.dtype == torch.uint8
     for image, result, (x0, y0, w, h) in zip(images, out, boxes, strict=True):
-        expected = F.resized_crop(image, y0, x0, h, w, [16, 20], antialias=False)
-        assert torch.allclose(result[:, 1:-1, 1:-1], expected[:, 1:-1, 1:-1], atol=1e-3)
+        assert torch.equal(result, F.resized_crop(image, y0, x0, h, w, [16, 20], antialias=True))
+
+
+def test_a_squashed_photo_is_cropped_in_its_real_geometry_sides_included() -> None:
+    """A 40 x 80 photo stored squashed to 40 x 40: the whole-photo crop at ratio 2 is the photo itself, resized."""
+    photo = torch.zeros(1, 3, 40, 80, dtype=torch.uint8)
+    photo[..., :8] = 255  # a white band on the left side, which a centre crop would lose
+    photo[..., 36:44] = 128
+    stored = F.resize(photo, [40, 40], antialias=True)
+    crop = BatchResizedCrop((20, 40), scale=(1.0, 1.0), ratio=(2.0, 2.0), hflip=0.0, vflip=0.0)
+    out = crop(stored, np.array([[40, 80]]))
+    expected = F.resize(photo, [20, 40], antialias=True)
+    assert (out[..., :3] > 240).all()
+    assert (out.float() - expected.float()).abs().mean() < 8
 
 
 def test_flips_are_drawn_per_image() -> None:
-    images = torch.arange(4 * 3 * 8 * 8, dtype=torch.float32).reshape(4, 3, 8, 8)
+    images = torch.arange(4 * 3 * 8 * 8).reshape(4, 3, 8, 8).to(torch.uint8)
     always = BatchResizedCrop((8, 8), scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=1.0, vflip=1.0)
-    assert torch.allclose(always(images), images.flip(-1).flip(-2), atol=1e-3)
+    assert torch.equal(always(images), images.flip(-1).flip(-2))
     torch.manual_seed(0)
     sometimes = BatchResizedCrop((8, 8), scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=0.5, vflip=0.0)
     out = sometimes(images.repeat(16, 1, 1, 1))
-    flipped = [torch.allclose(image, images[0].flip(-1), atol=1e-3) for image in out[::4]]
+    flipped = [torch.equal(image, images[0].flip(-1)) for image in out[::4]]
     assert 0 < sum(flipped) < len(flipped)
 
 

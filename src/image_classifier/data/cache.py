@@ -1,7 +1,8 @@
 """Decode once: a split's images resized into a uint8 ``.npy`` file, read back memory-mapped.
 
 A cache entry is a folder ``CACHE_DIR/<split>-<kind>-<H>x<W>-<key>/`` with ``images.npy``
-(N x 3 x H x W uint8, in ``ImageFolder`` order), ``targets.npy`` and ``meta.json``. The key
+(N x 3 x H x W uint8, in ``ImageFolder`` order), ``sizes.npy`` (each image's real height and
+width, N x 2) and ``meta.json``. The key
 hashes the prepared dataset's manifest fingerprint, the split, the size and how images were
 resized, so a changed source or size never reads a stale entry: a new one is built (and the
 stale one for the same split, kind and size removed). Entries are built in a temporary folder
@@ -9,8 +10,10 @@ and renamed into place, so concurrent builders (torchrun ranks) never see half a
 
 Two kinds:
 
-- ``train``: short side resized to ``data.cache_scale`` x image size and centre-cropped square;
-  batches are augmented on tensors (:mod:`image_classifier.data.tensor_augment`).
+- ``train``: the whole image squashed to a square side S (see :func:`train_side`), its real size kept
+  in ``sizes.npy``, so batches are augmented on tensors (:mod:`image_classifier.data.tensor_augment`)
+  with crops drawn in each photo's real geometry, sides included, and cut from enough pixels that
+  even the smallest crop is not upsampled much more than from the JPEG.
 - ``eval``: exactly the evaluation transform's resize and crop, so normalising the cached
   pixels gives the same tensors, bit for bit, as ``preprocess.eval_transform`` on the JPEG.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
@@ -49,9 +54,9 @@ from image_classifier.preprocess import ImageOp, resized_pixels, split_eval_tran
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CHUNK = 256
-DEFAULT_CACHE_SCALE = 1.15
+DEFAULT_CACHE_MAX_SIDE = 320
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -66,12 +71,9 @@ class CacheEntry:
     def images_path(self) -> Path:
         return self.path / "images.npy"
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        return json.loads((self.path / "meta.json").read_text())
-
-    def targets(self) -> np.ndarray:
-        return np.load(self.path / "targets.npy")
+    def sizes(self) -> np.ndarray:
+        """Each image's real (height, width) before it was stored, N x 2."""
+        return np.load(self.path / "sizes.npy")
 
     @cached_property
     def layout(self) -> tuple[int, tuple[int, ...]]:
@@ -132,13 +134,15 @@ def build_entry(
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
             np.lib.format.write_array_header_1_0(handle, header)
             with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
+                sizes = []
                 for start in range(0, len(samples), CHUNK):
                     chunk = [path for path, _ in samples[start : start + CHUNK]]
-                    for pixels in pool.map(lambda p: resized_pixels(pil_loader(p), resize), chunk):
+                    for image, pixels in pool.map(lambda p: _decode_resized(p, resize), chunk):
                         if pixels.shape != shape[1:]:
                             raise DataError(f"Cached image has shape {pixels.shape}, expected {shape[1:]}.")
                         handle.write(np.ascontiguousarray(pixels).tobytes())
-        np.save(staging / "targets.npy", np.asarray([target for _, target in samples], dtype=np.int64))
+                        sizes.append((image.height, image.width))
+        np.save(staging / "sizes.npy", np.asarray(sizes, dtype=np.int32).reshape(len(samples), 2))
         (staging / "meta.json").write_text(json.dumps({**meta, "count": len(samples), "size": list(size)}, indent=2))
         try:
             os.replace(staging, final)
@@ -157,10 +161,33 @@ def remove_stale(cache_dir: Path, prefix: str, keep: str) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _decode_resized(path: str, resize: ImageOp) -> tuple[Image.Image, np.ndarray]:
+    image = pil_loader(path)
+    return image, resized_pixels(image, resize)
+
+
+def _long_side(path: str) -> int:
+    with Image.open(path) as image:  # reads the header only
+        return max(image.size)
+
+
 def train_resize(side: int, interpolation: str) -> ImageOp:
-    """Short side to ``side``, centre-cropped square: the training cache's images."""
-    mode = transforms.InterpolationMode(interpolation)
-    return transforms.Compose([transforms.Resize(side, interpolation=mode), transforms.CenterCrop(side)])
+    """The whole image squashed to ``side`` x ``side``: the training cache's images (real sizes kept apart)."""
+    return transforms.Resize((side, side), interpolation=transforms.InterpolationMode(interpolation))
+
+
+def train_side(data_cfg: Any, samples: Sequence[tuple[str, int]]) -> int:
+    """The training cache's side S: the photos' own resolution, unless that is far more than any crop needs.
+
+    The smallest random crop (``augment.scale[0]`` of the area) needs ``image_size / sqrt(scale[0])``
+    pixels across to be cut at full detail; S allows twice that, since the cached pixels are resampled
+    again when cropped (at 1x, fine detail measurably blurs). S is also capped by ``data.cache_max_side``
+    (disk: N x 3 x S x S bytes) and by the largest photo's long side (more pixels than it has add nothing).
+    """
+    wanted = math.ceil(2 * int(data_cfg.image_size) / math.sqrt(float(data_cfg.augment.scale[0])))
+    largest = max((_long_side(path) for path, _ in samples), default=wanted)
+    cap = int(data_cfg.get("cache_max_side") or DEFAULT_CACHE_MAX_SIDE)
+    return max(1, min(wanted, cap, largest))
 
 
 def augment_device(data_cfg: Any) -> torch.device | None:
@@ -193,6 +220,8 @@ class CachedImages(Dataset):
     ) -> None:
         self.entry = entry
         self.transform = transform
+        self.sizes = entry.sizes() if isinstance(transform, TrainAugment) else None
+        """Real image sizes, for the training augmentation's crops."""
         self.on_device = on_device
         """Batches come out on the GPU (so they must not be pinned)."""
         self.in_process = on_device or isinstance(transform, Normalize)
@@ -213,7 +242,10 @@ class CachedImages(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch ``indices``: images N x 3 x H x W (transformed) and int64 targets."""
         targets = torch.tensor([self.targets[i] for i in indices], dtype=torch.int64)
-        return self.transform(self.entry.read(indices)), targets
+        images = self.entry.read(indices)
+        if self.sizes is not None:
+            return self.transform(images, self.sizes[list(indices)]), targets  # type: ignore[call-arg]
+        return self.transform(images), targets
 
     @staticmethod
     def collate(batch: Any) -> Any:
@@ -238,10 +270,9 @@ def cached_split(
     folder = ImageFolder(str(dataset.split_dir(split)))
     interpolation = str(data_config.get("interpolation", "bilinear"))
     if training:
-        scale = float(data_cfg.get("cache_scale") or DEFAULT_CACHE_SCALE)
-        side = max(int(data_config["input_size"][-1]), round(scale * int(data_cfg.image_size)))
+        side = train_side(data_cfg, folder.samples)
         resize: ImageOp = train_resize(side, interpolation)
-        size, kind, how = (side, side), "train", f"short-side {interpolation} + centre crop"
+        size, kind, how = (side, side), "train", f"whole image squashed {interpolation}"
         device = augment_device(data_cfg)
         transform: BatchTransform = TrainAugment(data_cfg.augment, data_config, device)
     else:

@@ -84,6 +84,8 @@ def split_loader(
     split_dir = dataset.split_dir(split)
     if not split_dir.is_dir():
         raise DataError(f"{dataset.root} has no '{split}' split.")
+    if training:  # training crops at data.image_size; evaluation may run at data.eval_image_size
+        data_config = {**data_config, "input_size": (3, int(data_cfg.image_size), int(data_cfg.image_size))}
     transform = build_transforms(data_cfg, data_config, training)
     cached = cached_split(data_cfg, dataset, split, data_config, transform, training) if data_cfg.get("cache") else None
     images = cached if cached is not None else ImageFolder(str(split_dir), transform=transform)

@@ -3,8 +3,8 @@
 The training augmentation is the one timm's ``create_transform`` builds from ``data.augment``
 (random resized crop, flips, RandAugment/AutoAugment or colour jitter, normalise, random
 erasing), but it starts from a decoded uint8 batch instead of JPEGs and draws every image's
-parameters at once: the crops and flips of a batch are one ``grid_sample`` call, the colour
-jitter a few batched tensor ops. timm's own auto-augment policies (which run on
+parameters at once: crops are drawn in each photo's real geometry and resized with antialiasing
+on uint8 pixels, the colour jitter is a few batched tensor ops. timm's own auto-augment policies (which run on
 PIL images) and random erasing are used as they are. On a CPU that trains with every core, this
 keeps augmenting a batch down to a few per cent of a training step.
 """
@@ -12,17 +12,18 @@ keeps augmenting a batch down to a few per cent of a training step.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import functional as tf
+from torchvision.transforms.v2 import functional as tf2
 
 CROP_ATTEMPTS = 10
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
@@ -52,70 +53,94 @@ class PilPolicy:
 
 
 def crop_boxes(
-    count: int, height: int, width: int, scale: Sequence[float], ratio: Sequence[float], device: torch.device
+    count: int,
+    height: float | np.ndarray,
+    width: float | np.ndarray,
+    scale: Sequence[float],
+    ratio: Sequence[float],
+    device: torch.device,
 ) -> torch.Tensor:
     """``count`` random crops ``(x0, y0, w, h)`` drawn as torchvision's ``RandomResizedCrop.get_params`` draws one.
 
-    Each image gets the first of ``CROP_ATTEMPTS`` candidates that fits, or else the whole image
-    with its aspect ratio clamped into ``ratio``. The draws come from torch's generator (seeded per
-    run and per DataLoader worker); the arithmetic is NumPy's, which is faster on arrays this small.
+    ``height`` and ``width`` are one size for every image or one per image. Each image gets the
+    first of ``CROP_ATTEMPTS`` candidates that fits, or else the whole image with its aspect ratio
+    clamped into ``ratio``. The draws come from torch's generator (seeded per run and per DataLoader
+    worker); the arithmetic is NumPy's, which is faster on arrays this small.
     """
+    heights = np.broadcast_to(np.asarray(height, dtype=np.float64), (count,))[:, None]
+    widths = np.broadcast_to(np.asarray(width, dtype=np.float64), (count,))[:, None]
     draws = torch.rand(count, 2 * CROP_ATTEMPTS + 2, dtype=torch.float64).numpy()
     area_draw, ratio_draw, (x_draw, y_draw) = draws[:, :CROP_ATTEMPTS], draws[:, CROP_ATTEMPTS:-2], draws[:, -2:].T
-    target_area = height * width * (scale[0] + (scale[1] - scale[0]) * area_draw)
+    target_area = heights * widths * (scale[0] + (scale[1] - scale[0]) * area_draw)
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
     aspect = np.exp(log_low + (log_high - log_low) * ratio_draw)
     w = np.round(np.sqrt(target_area * aspect))
     h = np.round(np.sqrt(target_area / aspect))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    fits = (w > 0) & (w <= widths) & (h > 0) & (h <= heights)
     first = fits.argmax(axis=1)[:, None]
-    fallback_w, fallback_h = _fallback_crop(height, width, ratio)
+    fallback_w, fallback_h = _fallback_crop(heights[:, 0], widths[:, 0], ratio)
     found = fits.any(axis=1)
     w = np.where(found, np.take_along_axis(w, first, axis=1)[:, 0], fallback_w)
     h = np.where(found, np.take_along_axis(h, first, axis=1)[:, 0], fallback_h)
-    x0 = np.floor(x_draw * (width - w + 1))
-    y0 = np.floor(y_draw * (height - h + 1))
+    x0 = np.floor(x_draw * (widths[:, 0] - w + 1))
+    y0 = np.floor(y_draw * (heights[:, 0] - h + 1))
     return torch.from_numpy(np.stack([x0, y0, w, h], axis=1)).to(device=device, dtype=torch.float32)
 
 
-def _fallback_crop(height: int, width: int, ratio: Sequence[float]) -> tuple[int, int]:
+def _fallback_crop(height: np.ndarray, width: np.ndarray, ratio: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The whole image, its aspect ratio clamped into ``ratio`` (torchvision's fallback), per image."""
     in_ratio = width / height
-    if in_ratio < min(ratio):
-        return width, round(width / min(ratio))
-    if in_ratio > max(ratio):
-        return round(height * max(ratio)), height
-    return width, height
+    narrow, wide = in_ratio < min(ratio), in_ratio > max(ratio)
+    w = np.where(narrow, width, np.where(wide, np.round(height * max(ratio)), width))
+    h = np.where(narrow, np.round(width / min(ratio)), height)
+    return w, h
 
 
 class BatchResizedCrop:
-    """Random resized crop and random flips for a float N x C x H x W batch, in one bilinear ``grid_sample`` call.
+    """Random resized crop and random flips for a uint8 N x C x H x W batch, antialiased like PIL's resize.
 
-    Cached training images are at most ``data.cache_scale`` times the output size, so the
-    resampling barely ever shrinks an image and needs no antialiasing filter; bilinear rather
-    than the model's (often bicubic) eval interpolation, because it costs a third less.
+    Cached training images are stored squashed to a square; ``sizes`` gives each image's real
+    height and width, so crops are drawn in the real photo's geometry (its aspect ratio and its
+    whole area, sides included) and mapped onto the stored pixels. Each crop is resized with
+    antialiasing, so a large crop is shrunk as timm's PIL transform shrinks it, not aliased.
     """
 
     def __init__(
         self, size: Sequence[int], scale: Sequence[float], ratio: Sequence[float], hflip: float, vflip: float
     ) -> None:
-        self.size = (int(size[0]), int(size[1]))
+        self.size = [int(size[0]), int(size[1])]
         self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         self.hflip, self.vflip = float(hflip), float(vflip)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, sizes: np.ndarray | None = None) -> torch.Tensor:
+        """``images`` uint8 N x C x H x W; ``sizes`` N x 2 real (height, width), default the stored size."""
         count, _, height, width = images.shape
-        x0, y0, w, h = crop_boxes(count, height, width, self.scale, self.ratio, images.device).unbind(1)
-        flip_x = torch.where(torch.rand(count, device=images.device) < self.hflip, -1.0, 1.0)
-        flip_y = torch.where(torch.rand(count, device=images.device) < self.vflip, -1.0, 1.0)
-        # where each output pixel samples its image, in grid_sample's [-1, 1] coordinates: an axis-aligned
-        # scale (negative when flipped) about the crop's centre, so x depends on the column and y on the row only
-        out_h, out_w = self.size
-        columns = (torch.arange(out_w, device=images.device) * 2 + 1) / out_w - 1
-        rows = (torch.arange(out_h, device=images.device) * 2 + 1) / out_h - 1
-        x = ((2 * x0 + w) / width - 1)[:, None] + (flip_x * w / width)[:, None] * columns
-        y = ((2 * y0 + h) / height - 1)[:, None] + (flip_y * h / height)[:, None] * rows
-        grid = torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        real = np.asarray(sizes, dtype=np.float64) if sizes is not None else np.array([[height, width]] * count)
+        x0, y0, w, h = crop_boxes(count, real[:, 0], real[:, 1], self.scale, self.ratio, torch.device("cpu")).T
+        sx, sy = torch.from_numpy(width / real[:, 1]).float(), torch.from_numpy(height / real[:, 0]).float()
+        left, top = (x0 * sx).floor().long().tolist(), (y0 * sy).floor().long().tolist()
+        crop_w = (w * sx).round().clamp_(min=1).long().tolist()
+        crop_h = (h * sy).round().clamp_(min=1).long().tolist()
+        flip_x = (torch.rand(count) < self.hflip).tolist()
+        flip_y = (torch.rand(count) < self.vflip).tolist()
+        out = torch.empty((count, images.shape[1], *self.size), dtype=images.dtype, device=images.device)
+        with one_cpu_thread():
+            for i, image in enumerate(images):
+                crop = tf2.resized_crop(image, top[i], left[i], crop_h[i], crop_w[i], self.size, antialias=True)
+                crop = crop.flip(-1) if flip_x[i] else crop
+                out[i] = crop.flip(-2) if flip_y[i] else crop
+        return out
+
+
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run per-image CPU ops on one thread: splitting each small resize over cores costs more than it saves."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class BatchColorJitter:
@@ -171,8 +196,8 @@ class Normalize:
 class TrainAugment:
     """The whole training augmentation for a uint8 batch: crop and flips, policy or jitter, normalise, erasing.
 
-    Resampling (the crop, the policy's rotations and shears) is bilinear whatever the model's eval
-    interpolation: it is the cheaper kernel, and these images are barely ever shrunk.
+    The crop is resampled bilinearly with antialiasing whatever the model's eval interpolation (the
+    cheaper kernel, with uint8 fast paths); the policy's rotations and shears are bilinear too.
 
     With a ``device`` the batch is moved there first (uint8: a quarter of the float bytes) and augmented there.
     """
@@ -190,14 +215,14 @@ class TrainAugment:
         re_prob = float(augment.get("re_prob") or 0.0)
         self.erase = RandomErasing(re_prob, mode="pixel", device="cpu") if re_prob > 0 else None
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, sizes: np.ndarray | None = None) -> torch.Tensor:
+        """uint8 N x 3 x H x W (``sizes``: each image's real height and width) -> normalised float32 batch."""
         if self.device is not None:
             images = images.to(self.device, non_blocking=True)
-        batch = self.crop(images.to(torch.float32))
+        batch = self.crop(images, sizes)
         if self.policy is not None:
-            policed = self.policy(batch.round_().clamp_(0, 255).to(torch.uint8))  # channels-last from PIL
-            batch = policed.to(torch.float32, memory_format=torch.contiguous_format)
-        batch = batch.div_(255)
+            batch = self.policy(batch)
+        batch = batch.to(torch.float32, memory_format=torch.contiguous_format).div_(255)
         if self.jitter is not None:
             batch = self.jitter(batch)
         batch = self.normalize(batch)
