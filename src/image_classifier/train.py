@@ -154,7 +154,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     assert isinstance(resolved_config, dict)
     run_id = resumed.training_state.get("wandb_run_id") if resumed is not None else None
     tracker = create_tracker(cfg.get("logger") if is_main() else None, run_dir, resolved_config, run_id=run_id)
-    lineage = {
+    lineage: dict[str, Any] = {
         "git_commit": git_commit(project_root()),
         "data_fingerprint": data.dataset.fingerprint,
         "run_dir": str(run_dir),
