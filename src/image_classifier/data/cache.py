@@ -166,26 +166,22 @@ def _decode_resized(path: str, resize: ImageOp) -> tuple[Image.Image, np.ndarray
     return image, resized_pixels(image, resize)
 
 
-def _long_side(path: str) -> int:
-    with Image.open(path) as image:  # reads the header only
-        return max(image.size)
-
-
 def train_resize(side: int, interpolation: str) -> ImageOp:
     """The whole image squashed to ``side`` x ``side``: the training cache's images (real sizes kept apart)."""
     return transforms.Resize((side, side), interpolation=transforms.InterpolationMode(interpolation))
 
 
-def train_side(data_cfg: Any, samples: Sequence[tuple[str, int]]) -> int:
+def train_side(data_cfg: Any, largest: int) -> int:
     """The training cache's side S: the photos' own resolution, unless that is far more than any crop needs.
 
     The smallest random crop (``augment.scale[0]`` of the area) needs ``image_size / sqrt(scale[0])``
     pixels across to be cut at full detail; S allows twice that, since the cached pixels are resampled
     again when cropped (at 1x, fine detail measurably blurs). S is also capped by ``data.cache_max_side``
-    (disk: N x 3 x S x S bytes) and by the largest photo's long side (more pixels than it has add nothing).
+    (disk: N x 3 x S x S bytes) and by ``largest``, the largest photo's long side (more pixels than it has
+    add nothing).
     """
     wanted = math.ceil(2 * int(data_cfg.image_size) / math.sqrt(float(data_cfg.augment.scale[0])))
-    largest = max((_long_side(path) for path, _ in samples), default=wanted)
+    largest = largest or wanted
     cap = int(data_cfg.get("cache_max_side") or DEFAULT_CACHE_MAX_SIDE)
     return max(1, min(wanted, cap, largest))
 
@@ -270,7 +266,7 @@ def cached_split(
     folder = ImageFolder(str(dataset.split_dir(split)))
     interpolation = str(data_config.get("interpolation", "bilinear"))
     if training:
-        side = train_side(data_cfg, folder.samples)
+        side = train_side(data_cfg, dataset.largest_side(split))
         resize: ImageOp = train_resize(side, interpolation)
         size, kind, how = (side, side), "train", f"whole image squashed {interpolation}"
         device = augment_device(data_cfg)

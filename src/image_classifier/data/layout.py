@@ -56,6 +56,12 @@ class PreparedDataset:
         """md5 of the manifest: changes whenever any image, label or split changes."""
         return hashlib.md5((self.root / "manifest.csv").read_bytes()).hexdigest()
 
+    def largest_side(self, split: str) -> int:
+        """The longest side of any image in ``split``, from the manifest (no image is opened)."""
+        with open(self.root / "manifest.csv", newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if row["split"] == split]
+        return max((max(int(row["width"]), int(row["height"])) for row in rows), default=0)
+
     def split_dir(self, split: str) -> Path:
         return self.root / split
 
