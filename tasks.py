@@ -292,7 +292,7 @@ def loadtest(
 @task(name="bench-serve", help={"args": "extra arguments, e.g. '--model-name resnet18 --image-size 64 --duration 10'"})
 def bench_serve(c: Context, args: str = "") -> None:
     """Serving benchmark: req/s and p50/p99 at concurrency 1 and 16 against the offline batched ceiling."""
-    _run(c, f"{PY} -m image_classifier.bench_serve {args}")
+    _run(c, f"{PY} -m image_classifier.bench.serve {args}")
 
 
 @task(help={"args": "extra arguments, e.g. '--quick' or '--no-serve --shared-data PATH' (or: invoke bench -- ARGS)"})

@@ -13,12 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from image_classifier.checkpoint import load_bundle
 from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.engine import predict
 from image_classifier.errors import CheckpointError, ConfigError
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, print_per_class_table, write_metrics
 from image_classifier.runtime import config_dir, report_user_errors, select_device
+from image_classifier.training.engine import predict
 
 log = logging.getLogger(__name__)
 

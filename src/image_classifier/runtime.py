@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from image_classifier.distributed import register_resolvers
 from image_classifier.errors import ConfigError, UserError
+from image_classifier.training.distributed import register_resolvers
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])

@@ -17,7 +17,13 @@ from torch import nn
 
 from image_classifier.checkpoint import Bundle, git_commit, library_versions, save_bundle
 from image_classifier.data.loaders import KNOWN_DATASETS, build_dataloaders, open_dataset, split_loader
-from image_classifier.distributed import (
+from image_classifier.errors import ConfigError
+from image_classifier.metrics import classification_metrics, confusion_matrix
+from image_classifier.model import check_model_name, create_model, model_data_config, weights_provenance
+from image_classifier.plots import plot_confusion_matrix
+from image_classifier.reporting import print_metrics_table, write_metrics
+from image_classifier.runtime import config_dir, project_root, report_user_errors, seed_everything, select_device
+from image_classifier.training.distributed import (
     broadcast_object,
     init_distributed,
     is_main,
@@ -28,10 +34,9 @@ from image_classifier.distributed import (
     set_epoch,
     wrap_model,
 )
-from image_classifier.early_stopping import EarlyStopping
-from image_classifier.engine import PRECISIONS, StepState, predict, train_one_epoch
-from image_classifier.errors import ConfigError
-from image_classifier.finetune import (
+from image_classifier.training.early_stopping import EarlyStopping
+from image_classifier.training.engine import PRECISIONS, StepState, predict, train_one_epoch
+from image_classifier.training.finetune import (
     apply_head_warmup,
     build_ema,
     build_loss,
@@ -39,21 +44,16 @@ from image_classifier.finetune import (
     ema_metric_name,
     freeze_batchnorm_statistics,
 )
-from image_classifier.linear_probe import linear_probe
-from image_classifier.metrics import classification_metrics, confusion_matrix
-from image_classifier.model import check_model_name, create_model, model_data_config, weights_provenance
-from image_classifier.model_card import write_model_card
-from image_classifier.plots import plot_confusion_matrix
-from image_classifier.reporting import print_metrics_table, write_metrics
-from image_classifier.resume import (
+from image_classifier.training.linear_probe import linear_probe
+from image_classifier.training.model_card import write_model_card
+from image_classifier.training.resume import (
     Progress,
     Resumable,
     capture_rng_all_ranks,
     find_resume_checkpoint,
     load_resume_bundle,
 )
-from image_classifier.runtime import config_dir, project_root, report_user_errors, seed_everything, select_device
-from image_classifier.tracking import create_tracker
+from image_classifier.training.tracking import create_tracker
 from image_classifier.weights import LINEAGE_KEY
 
 log = logging.getLogger(__name__)

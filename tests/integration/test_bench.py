@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from image_classifier.bench import accuracy_warning, compare_accuracy
+from image_classifier.bench.suite import accuracy_warning, compare_accuracy
 from tests.conftest import REPO_ROOT
 
 FIELDS = ("case", "phase", "img_size", "batch_size", "ceiling_img_s", "measured_img_s", "ratio", "peak_rss_mb")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from image_classifier.api.__main__ import main as serve_main
-from image_classifier.bench_serve import main as bench_main
+from image_classifier.bench.serve import main as bench_main
 
 
 def test_serve_without_a_model_is_a_one_line_error(

@@ -15,7 +15,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from image_classifier.data.loaders import resolve_num_workers
-from image_classifier.distributed import (
+from image_classifier.errors import ConfigError
+from image_classifier.training.distributed import (
     launch_time,
     mean_over_ranks,
     optimizer_kwargs,
@@ -25,8 +26,7 @@ from image_classifier.distributed import (
     set_epoch,
     wrap_model,
 )
-from image_classifier.engine import predict
-from image_classifier.errors import ConfigError
+from image_classifier.training.engine import predict
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])

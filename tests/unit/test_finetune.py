@@ -15,12 +15,12 @@ from timm.scheduler import create_scheduler_v2
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from image_classifier.early_stopping import EarlyStopping
-from image_classifier.engine import train_one_epoch
 from image_classifier.errors import ConfigError
-from image_classifier.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
 from image_classifier.model import create_model
-from image_classifier.resume import capture_rng, restore_rng
+from image_classifier.training.early_stopping import EarlyStopping
+from image_classifier.training.engine import train_one_epoch
+from image_classifier.training.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
+from image_classifier.training.resume import capture_rng, restore_rng
 
 
 def _trainer_cfg(**overrides: object) -> object:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from timm.optim import create_optimizer_v2
 
-from image_classifier.distributed import optimizer_kwargs
-from image_classifier.finetune import build_ema, build_mixup
 from image_classifier.model import create_model
 from image_classifier.train import model_kwargs, train
+from image_classifier.training.distributed import optimizer_kwargs
+from image_classifier.training.finetune import build_ema, build_mixup
 from tests.conftest import TINY_OVERRIDES, ComposeFn
 
 EXPERIMENTS = {"animals_v2": 10, "cifar10": 10, "cats_vs_dogs": 2}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.model import create_model
-from image_classifier.model_card import write_model_card
+from image_classifier.training.model_card import write_model_card
 
 
 def test_model_card_describes_data_metrics_lineage_and_limits(tmp_path: Path) -> None:

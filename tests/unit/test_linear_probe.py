@@ -8,9 +8,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from image_classifier.errors import ConfigError
-from image_classifier.finetune import freeze_batchnorm_statistics
-from image_classifier.linear_probe import PooledFeatures, fit_logistic_regression, linear_probe
 from image_classifier.model import BaselineCNN
+from image_classifier.training.finetune import freeze_batchnorm_statistics
+from image_classifier.training.linear_probe import PooledFeatures, fit_logistic_regression, linear_probe
 
 
 def test_logistic_regression_separates_separable_features_and_weight_decay_shrinks_it() -> None:

@@ -16,7 +16,7 @@ from image_classifier import weights
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.errors import ConfigError
 from image_classifier.model import create_model, weights_provenance
-from image_classifier.model_card import write_model_card
+from image_classifier.training.model_card import write_model_card
 from image_classifier.weights import LINEAGE_KEY, SOURCES, WeightsSource, import_file, import_weights, main
 
 VARIANTS = sorted(SOURCES)

@@ -16,9 +16,9 @@ from image_classifier.data.cache import CachedImages, cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, load_prepared_dataset
 from image_classifier.data.shapes import ensure_shapes, shapes_spec
 from image_classifier.data.sources import KNOWN_DATASETS
-from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
+from image_classifier.training.distributed import per_rank_batch_size, sampler_for, topology
 
 
 @dataclass

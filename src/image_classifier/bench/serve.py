@@ -1,6 +1,6 @@
 """Serving benchmark: requests/s and p50/p99 latency of a real uvicorn on 127.0.0.1.
 
-``python -m image_classifier.bench_serve [--model-name resnet18 --image-size 64 --duration 5]``
+``python -m image_classifier.bench.serve [--model-name resnet18 --image-size 64 --duration 5]``
 
 For eager PyTorch and ONNX Runtime, at concurrency 1 and 16, with micro-batching on and off (one
 request per forward pass), against two offline ceilings measured around each backend's runs with the
@@ -384,7 +384,7 @@ def print_report(report: dict, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m image_classifier.bench_serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m image_classifier.bench.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="checkpoint bundle to serve (default: a random-weight model)")
     parser.add_argument(
         "--model-name", default="resnet18", help="timm model (or baseline_cnn) when --model is not given"

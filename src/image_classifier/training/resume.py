@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 
 from image_classifier.checkpoint import Bundle, load_bundle
-from image_classifier.early_stopping import EarlyStopping
 from image_classifier.errors import CheckpointError
+from image_classifier.training.early_stopping import EarlyStopping
 
 log = logging.getLogger(__name__)
 

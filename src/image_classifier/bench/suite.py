@@ -6,7 +6,7 @@ Each case runs in a fresh process (so its peak RSS is its own) and writes one re
 (the quickstart's model and size), the Animals-V2 sample in ``../shared/data`` at 64 and 224 px
 (skipped with a message where that folder is absent), 1k vs 10k shapes images for one full
 epoch (memory and epoch time against dataset size), and the time from ``invoke train`` to the
-first training step. Records of ``python -m image_classifier.bench_serve`` are appended when that
+first training step. Records of ``python -m image_classifier.bench.serve`` are appended when that
 module exists.
 
 Speed never comes at the cost of accuracy: one ``accuracy`` record trains the same short fixed-seed
@@ -18,7 +18,6 @@ their difference and both wall times (skip it with ``--no-accuracy``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -157,7 +156,7 @@ def compose(overrides: list[str]) -> Any:
 
 def run_case(case: Case) -> dict[str, Any]:
     """Measure ``case`` in this process (the child side of :func:`measure_in_child`)."""
-    from image_classifier.bench_measure import measure
+    from image_classifier.bench.measure import measure
 
     return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split)
 
@@ -352,18 +351,16 @@ def startup_records(data_root: Path, scratch: Path) -> list[dict[str, Any]]:
 
 
 def serve_records(scratch: Path) -> list[dict[str, Any]]:
-    """Records (phase ``serve``) from ``python -m image_classifier.bench_serve``, when that module exists.
+    """Records (phase ``serve``) from ``python -m image_classifier.bench.serve``.
 
     Each load configuration becomes one record: requests/s (one image each) against the offline
     batched-inference ceiling of the same model, with the mean batch the server ran, its speed-up over
     one request per forward pass, and the model's offline throughput at batch 1 and half the maximum.
     """
-    if importlib.util.find_spec("image_classifier.bench_serve") is None:
-        return []
-    from image_classifier.bench_serve import offline_curve
+    from image_classifier.bench.serve import offline_curve
 
     report_path = scratch / "bench_serve.json"
-    command = [sys.executable, "-m", "image_classifier.bench_serve", "--out", str(report_path)]
+    command = [sys.executable, "-m", "image_classifier.bench.serve", "--out", str(report_path)]
     done = subprocess.run(command, cwd=project_root(), check=False)
     if done.returncode != 0 or not report_path.is_file():
         console.print(f"[yellow]bench_serve failed (exit {done.returncode}); serving records left out.[/]")
@@ -580,7 +577,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

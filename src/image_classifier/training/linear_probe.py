@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from image_classifier.engine import predict
 from image_classifier.errors import ConfigError
+from image_classifier.training.engine import predict
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.distributed import optimizer_kwargs
-from image_classifier.engine import predict, train_one_epoch
 from image_classifier.model import create_model, model_data_config
 from image_classifier.runtime import seed_everything
 from image_classifier.train import model_kwargs
+from image_classifier.training.distributed import optimizer_kwargs
+from image_classifier.training.engine import predict, train_one_epoch
 
 
 @dataclass

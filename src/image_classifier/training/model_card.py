@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from image_classifier.checkpoint import Bundle, load_bundle
-from image_classifier.finetune import ema_metric_name
+from image_classifier.training.finetune import ema_metric_name
 from image_classifier.weights import LINEAGE_KEY
 
 CARD_NAME = "model_card.md"

@@ -1,0 +1,1 @@
+"""Benchmarks: training and evaluation throughput, the accuracy record, start-up time and serving load."""
