@@ -16,6 +16,9 @@ _TORCHRUN = Path(sys.executable).with_name("torchrun")
 TORCHRUN = shlex.quote(str(_TORCHRUN)) if _TORCHRUN.exists() else f"{PY} -m torch.distributed.run"
 
 
+# invoke has no public optional positional argument (pyinvoke/invoke#159): a positional with a default
+# can never receive a value. So the parser's private `ParseMachine.complete_context` is wrapped;
+# tests/unit/test_tasks_cli.py fails if invoke changes what the wrapper relies on.
 _complete_context = ParseMachine.complete_context
 
 

@@ -1,4 +1,4 @@
-# Serving image: uvicorn image_classifier.api:app on port 8000. Build from the repository root:
+# Serving image: uvicorn --factory image_classifier.api.app:create_app on $PORT (8000). Build from the repository root:
 #   docker build -f dockerfiles/api.Dockerfile -t image-classifier-api .
 # The model is mounted at run time (MODEL_PATH names it, default /app/models/model.pt):
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/app/models:ro" image-classifier-api
@@ -43,7 +43,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/home/app \
     MPLCONFIGDIR=/tmp/matplotlib \
-    MODEL_PATH=${MODEL_PATH}
+    MODEL_PATH=${MODEL_PATH} \
+    PORT=8000
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid app --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 COPY --from=builder /opt/venv /opt/venv
@@ -54,5 +55,6 @@ COPY --from=model /models ./models
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
-CMD ["uvicorn", "image_classifier.api:app", "--host", "0.0.0.0", "--port", "8000"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\") or 8000}/health', timeout=4)"]
+# A shell, so that the port comes from $PORT at run time (-e PORT=...); exec keeps uvicorn as PID 1 for SIGTERM.
+CMD ["sh", "-c", "exec uvicorn --factory image_classifier.api.app:create_app --host 0.0.0.0 --port \"${PORT:-8000}\""]

@@ -9,6 +9,7 @@ lineage (git commit, data fingerprint), metrics and library versions. Training b
 from __future__ import annotations
 
 import os
+import pickle
 import platform
 import subprocess
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from image_classifier.atomic import atomic_path
 from image_classifier.errors import CheckpointError
 from image_classifier.model import create_model
 
@@ -100,15 +102,10 @@ def save_bundle(path: Path, bundle: Bundle) -> Path:
         "epoch": bundle.epoch,
         "training_state": bundle.training_state,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
     return path
 
 
@@ -119,8 +116,9 @@ def load_bundle(path: Path | str, map_location: str | torch.device = "cpu") -> B
         raise CheckpointError(f"Checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for a corrupt file
-        raise CheckpointError(f"Cannot read checkpoint {path}: {str(error).splitlines()[0]}") from error
+    except Exception as error:  # torch raises several types for a corrupt file or one that is no torch file
+        reason = "not a torch checkpoint" if isinstance(error, pickle.UnpicklingError) else str(error).splitlines()[0]
+        raise CheckpointError(f"Cannot read checkpoint {path}: {reason} (give a best.pt or last.pt bundle).") from None
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path} is not an image-classifier bundle (format {BUNDLE_FORMAT}).")
     payload.pop("format")

@@ -19,16 +19,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from image_classifier.checkpoint import load_bundle
-from image_classifier.errors import UserError
+from image_classifier.errors import UserError, report_user_errors
 from image_classifier.model import count_parameters
 from image_classifier.runtime import project_root
 
@@ -157,6 +153,11 @@ def render_markdown(rows: list[Row], sweep_dir: Path, input_size: tuple[int, int
 
 def plot(rows: list[Row], path: Path) -> Path:
     """Test accuracy against GMACs and against latency, one labelled point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     path.parent.mkdir(parents=True, exist_ok=True)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     panels = [
@@ -201,6 +202,7 @@ def run_multirun(sweep_dir: Path, overrides: list[str]) -> None:
         raise UserError(f"The comparison multirun failed; see the output above and {sweep_dir}.")
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. trainer.max_epochs=1")
@@ -208,17 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-dir", type=Path, help="multirun directory (default outputs/compare/multiruns/<time>)")
     parser.add_argument("--report-only", action="store_true", help="report on the finished multirun in --sweep-dir")
     args = parser.parse_args(argv)
-    try:
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        sweep_dir = args.sweep_dir or project_root() / "outputs" / "compare" / "multiruns" / stamp
-        if args.report_only and args.sweep_dir is None:
-            raise UserError("--report-only needs --sweep-dir (the finished multirun).")
-        if not args.report_only:
-            run_multirun(sweep_dir, args.overrides)
-        report, figure = write_report(sweep_dir, args.out)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    sweep_dir = args.sweep_dir or project_root() / "outputs" / "compare" / "multiruns" / stamp
+    if args.report_only and args.sweep_dir is None:
+        raise UserError("--report-only needs --sweep-dir (the finished multirun).")
+    if not args.report_only:
+        run_multirun(sweep_dir, args.overrides)
+    report, figure = write_report(sweep_dir, args.out)
     print(report.read_text())
     print(f"Wrote {report} and {figure}")
     return 0

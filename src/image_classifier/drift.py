@@ -20,28 +20,11 @@ import numpy as np
 from PIL import Image
 from scipy import stats
 
-from image_classifier.errors import DataError, UserError
+from image_classifier.api.monitoring import image_stats
+from image_classifier.errors import DataError, report_user_errors
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FEATURES = ("width", "height", "aspect", "brightness", "contrast", "red", "green", "blue", "saturation")
-
-
-def image_stats(image: Image.Image) -> dict[str, float]:
-    """Size, brightness, contrast, channel means and saturation of an RGB image (values in 0..1)."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    gray = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    width, height = image.size
-    return {
-        "width": float(width),
-        "height": float(height),
-        "aspect": width / height,
-        "brightness": float(gray.mean()),
-        "contrast": float(gray.std()),
-        "red": float(pixels[..., 0].mean()),
-        "green": float(pixels[..., 1].mean()),
-        "blue": float(pixels[..., 2].mean()),
-        "saturation": float((pixels.max(axis=2) - pixels.min(axis=2)).mean()),
-    }
 
 
 def reference_stats(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[list[dict[str, float]], Counter[str]]:
@@ -154,6 +137,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__.splitlines()[0])
     parser.add_argument("--log", required=True, type=Path, help="prediction log (JSON lines) written by the API")
@@ -162,13 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--last", default=1000, type=int, help="how many recent predictions to compare")
     parser.add_argument("--alpha", default=0.05, type=float, help="significance level before correction")
     args = parser.parse_args(argv)
-    try:
-        recent = read_log(args.log, args.last)
-        reference, classes = reference_stats(args.reference)
-        report = drift_report(reference, classes, recent, args.alpha)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    recent = read_log(args.log, args.last)
+    reference, classes = reference_stats(args.reference)
+    report = drift_report(reference, classes, recent, args.alpha)
     json_path, md_path = write_report(report, args.out)
     verdict = f"DRIFT in {', '.join(report['drifted'])}" if report["drift_detected"] else "no drift detected"
     print(f"{verdict} ({report['recent_samples']} recent inputs); wrote {json_path} and {md_path}")

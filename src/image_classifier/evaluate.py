@@ -7,17 +7,18 @@ import logging
 import shutil
 from pathlib import Path
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from image_classifier.checkpoint import load_bundle
+from image_classifier.config.checks import check_evaluate_config
+from image_classifier.config.entry import hydra_entry
 from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.errors import CheckpointError, ConfigError
+from image_classifier.errors import CheckpointError
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.plots import plot_confusion_matrix
 from image_classifier.reporting import print_metrics_table, print_per_class_table, write_metrics
-from image_classifier.runtime import config_dir, report_user_errors, select_device
+from image_classifier.runtime import select_device
 from image_classifier.training.engine import predict
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,7 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate a bundle on one split; writes metrics.json, predictions.csv and the confusion matrix."""
-    if OmegaConf.is_missing(cfg, "checkpoint") or not cfg.checkpoint:
-        raise ConfigError("No checkpoint given: pass checkpoint=PATH/TO/best.pt.")
+    check_evaluate_config(cfg)
     bundle = load_bundle(cfg.checkpoint)
     dataset = open_dataset(cfg.data)
     if dataset.classes != bundle.classes:
@@ -74,8 +74,7 @@ def publish(output_dir: Path, report_dir: Path) -> None:
     shutil.copy2(output_dir / "figures" / "confusion_matrix.png", report_dir / "figures" / "confusion_matrix.png")
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="evaluate")
-@report_user_errors
+@hydra_entry("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import torch
 
 from image_classifier.checkpoint import Bundle, load_bundle
-from image_classifier.errors import DataError, UserError
+from image_classifier.errors import DataError, UserError, report_user_errors
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -55,6 +54,8 @@ def onnx_metadata(bundle: Bundle) -> dict[str, str]:
 
 def export_onnx(bundle: Bundle, output: Path, opset: int = 17) -> Path:
     """Trace the bundle's model to ``output`` with a dynamic batch axis and the bundle's metadata."""
+    import onnx
+
     output.parent.mkdir(parents=True, exist_ok=True)
     model = bundle.build_model()
     example = torch.zeros(2, *bundle.input_size)
@@ -142,6 +143,7 @@ def export(
     return report
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, type=Path, help="checkpoint bundle (best.pt)")
@@ -152,11 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="ImageFolder split to measure the quantized accuracy change on")
     args = parser.parse_args(argv)
     output = args.output or Path("models") / f"{args.checkpoint.stem}.onnx"
-    try:
-        report = export(args.checkpoint, output, args.opset, args.tolerance, args.quantize, args.data)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    report = export(args.checkpoint, output, args.opset, args.tolerance, args.quantize, args.data)
     print(f"Wrote {report.onnx_path}: max |PyTorch - ONNX Runtime| = {report.max_abs_diff:.3g}")
     if report.quantized_path:
         print(f"Wrote {report.quantized_path}: max |PyTorch - int8| = {report.quantized_max_abs_diff:.3g}")

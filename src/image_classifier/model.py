@@ -9,6 +9,7 @@ from typing import Any
 
 import timm
 import torch
+from omegaconf import OmegaConf
 from timm.data import resolve_data_config
 from torch import nn
 
@@ -141,5 +142,23 @@ def model_data_config(model: nn.Module, image_size: int, crop_pct: float | None 
     return {key: (tuple(value) if isinstance(value, (list, tuple)) else value) for key, value in config.items()}
 
 
+def eval_data_config(model: nn.Module, data_cfg: Any) -> dict[str, Any]:
+    """:func:`model_data_config` for validation, test and serving: at ``data.eval_image_size``
+    (``data.image_size`` when unset) with ``data.crop_pct``."""
+    size = data_cfg.get("eval_image_size") or data_cfg.image_size
+    return model_data_config(model, size, data_cfg.get("crop_pct"))
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_kwargs(model_cfg: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`create_model` that rebuild ``model_cfg``'s architecture (no weight sources)."""
+    extra = model_cfg.get("kwargs")
+    plain = OmegaConf.to_container(extra, resolve=True) if OmegaConf.is_config(extra) else extra
+    kwargs: dict[str, Any] = dict(plain or {})  # type: ignore[arg-type]
+    kwargs["drop_rate"] = model_cfg.drop_rate
+    if model_cfg.get("drop_path_rate") is not None:
+        kwargs["drop_path_rate"] = model_cfg.drop_path_rate
+    return kwargs

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 
 
@@ -15,6 +11,11 @@ def plot_confusion_matrix(
     matrix: torch.Tensor, classes: list[str], path: Path, title: str = "Confusion matrix"
 ) -> Path:
     """Save a row-normalised confusion matrix with counts and class names on both axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     counts = matrix.cpu().numpy()
     rates = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
     size = max(5.0, 0.6 * len(classes) + 2)

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+from image_classifier.atomic import write_text_atomic
 
 
 def write_metrics(path: Path, metrics: dict[str, float]) -> Path:
     """Write flat numeric metrics as JSON, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({k: float(v) for k, v in sorted(metrics.items())}, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, json.dumps({k: float(v) for k, v in sorted(metrics.items())}, indent=2) + "\n")
 
 
 def print_metrics_table(metrics: dict[str, float], title: str) -> None:
     """Headline metrics (``split/name`` keys) as a table: splits are rows, metrics columns."""
+    from rich.console import Console
+    from rich.table import Table
+
     order = ["train", "val", "test"]
     headline = {k: v for k, v in metrics.items() if k.count("/") == 1 and k.split("/")[0] in order}
     splits = sorted({k.split("/")[0] for k in headline}, key=order.index)
@@ -36,6 +33,9 @@ def print_metrics_table(metrics: dict[str, float], title: str) -> None:
 
 def print_per_class_table(metrics: dict[str, float]) -> None:
     """Per-class precision, recall and F1 from ``precision/<class>``-style keys."""
+    from rich.console import Console
+    from rich.table import Table
+
     classes = list(dict.fromkeys(k.split("/", 1)[1] for k in metrics if k.startswith("f1/")))
     table = Table(title="Per class", title_justify="left")
     for column in ("class", "precision", "recall", "f1"):

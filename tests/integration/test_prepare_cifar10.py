@@ -97,10 +97,12 @@ def test_download_with_a_wrong_checksum_fails_clearly_and_keeps_nothing(
     shutil.copy(archive, served / archive.name)
     config = write_config(tmp_path / "cifar10.yaml", f"{url}/{archive.name}")  # the published md5: not this sample's
     root = tmp_path / "data"
-    assert main(["cifar10", "--root", str(root), "--config", str(config)]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cifar10", "--root", str(root), "--config", str(config)])
+    assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.startswith("error: Checksum mismatch") and MD5 in error and error.count("\n") == 1
-    assert not root.exists() or list(root.rglob("*")) == []
+    assert not root.exists(), "nothing is kept, not even the folders made for the download"
 
 
 def test_download_verified_by_its_checksum_prepares(

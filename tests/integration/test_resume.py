@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from image_classifier.errors import CheckpointError
+from image_classifier.errors import ConfigError
 from image_classifier.train import train
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES, ComposeFn
 
@@ -66,8 +66,9 @@ def test_resume_from_a_missing_checkpoint_fails_with_one_line(
     compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere" / "last.pt"
-    with pytest.raises(CheckpointError, match="no checkpoint at"):
+    with pytest.raises(ConfigError, match=f"trainer.resume={missing}: no such checkpoint"):  # before any work
         train(compose_config("train", _overrides(tiny_data_root, 1, f"trainer.resume={missing}")))
+    assert not (tmp_path / "run").exists()
 
 
 def _train_process(data_root: Path, run_dir: Path, *extra: str) -> subprocess.Popen[bytes]:

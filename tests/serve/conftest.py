@@ -23,6 +23,7 @@ from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.model import create_model, model_data_config
 from image_classifier.runtime import stop_process
 
+APP = "image_classifier.api.app:create_app"
 IMAGE_SIZE = 32
 SHAPES = ShapesSpec(seed=0, train_per_class=3, val_per_class=1, test_per_class=2)
 
@@ -80,13 +81,13 @@ def bundle_path(shapes: PreparedDataset, tmp_path_factory: pytest.TempPathFactor
 
 
 def start_server(model: Path, workdir: Path, **env: str) -> Server:
-    """``uvicorn image_classifier.api:app`` in a subprocess on a free loopback port, once healthy."""
+    """``uvicorn --factory`` over :data:`APP` in a subprocess on a free loopback port, once healthy."""
     port = free_port()
     log_path, prediction_log = workdir / "uvicorn.log", workdir / "predictions.jsonl"
     environment = {**os.environ, "MODEL_PATH": str(model), "IC_PREDICTION_LOG": str(prediction_log), **env}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "image_classifier.api:app", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "uvicorn", "--factory", APP, "--host", "127.0.0.1", "--port", str(port)],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

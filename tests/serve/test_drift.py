@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
+from image_classifier.api.monitoring import image_stats
 from image_classifier.data.layout import PreparedDataset
-from image_classifier.drift import image_stats, main
+from image_classifier.drift import main
 from tests.serve.conftest import Server
 
 
@@ -54,7 +55,9 @@ def test_missing_inputs_are_one_line_errors(
 ) -> None:
     log = write_log(tmp_path / "log.jsonl", load(sorted(shapes.split_dir("test").glob("*/*.jpg"))[:3]), "circle")
     args = {"log": str(log), "reference": str(shapes.split_dir("train")), missing: str(tmp_path / "nowhere")}
-    assert main(["--log", args["log"], "--reference", args["reference"], "--out", str(tmp_path / "r")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--log", args["log"], "--reference", args["reference"], "--out", str(tmp_path / "r")])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "not found" in err[0]
 

@@ -49,7 +49,9 @@ def test_quantized_export_reports_its_accuracy_change(
 def test_export_cli_reports_a_missing_checkpoint_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--checkpoint", str(tmp_path / "none.pt")]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(tmp_path / "none.pt")])
+    assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: Checkpoint not found: {tmp_path / 'none.pt'}"]
 
 

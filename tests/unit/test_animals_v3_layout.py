@@ -114,7 +114,9 @@ def test_an_unclear_layout_is_a_one_line_error_naming_the_candidates(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     names = layout(tmp_path / "download")
-    assert run_prepare(tmp_path / "download", tmp_path / "data") == 2
+    with pytest.raises(SystemExit) as exit_info:
+        run_prepare(tmp_path / "download", tmp_path / "data")
+    assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.startswith("error: ") and error.count("\n") == 1, error
     assert all(name in error for name in names), error

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import random
 import shutil
@@ -13,9 +15,10 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from torch.utils.data import DataLoader
+from torchvision.datasets import ImageFolder
 from torchvision.transforms.v2 import functional as F
 
-from image_classifier.data.cache import CachedImages, cache_dir_for
+from image_classifier.data.cache import CachedImages, build_entry, cache_dir_for, train_resize
 from image_classifier.data.layout import Sample, write_prepared_dataset
 from image_classifier.data.loaders import open_dataset, split_loader
 from image_classifier.data.tensor_augment import crop_boxes
@@ -111,6 +114,25 @@ def test_cache_is_reused_then_rebuilt_when_the_source_or_size_changes(photos_cfg
     photos_cfg.data.image_size = 24
     _loader(photos_cfg, "train", training=True)
     assert any(p.name.startswith("train-train-62x62-") for p in cache_dir.iterdir())
+
+
+def test_an_entry_another_builder_finished_first_is_kept(tmp_path: Path) -> None:
+    """Two builders of one entry (torchrun ranks): the first to finish wins, the other reads its entry."""
+    _write(tmp_path / "data")
+    samples = ImageFolder(str(tmp_path / "data" / "processed" / "cifar10" / "train")).samples
+    cache_dir, resize = tmp_path / "cache", train_resize(16, "bilinear")
+
+    def resize_while_another_builder_finishes(image: Image.Image) -> Image.Image:
+        if not (cache_dir / "entry").exists():
+            build_entry(cache_dir, "entry", samples, resize, (16, 16), {"builder": "other"}, threads=1)
+        return resize(image)
+
+    entry = build_entry(
+        cache_dir, "entry", samples, resize_while_another_builder_finishes, (16, 16), {"builder": "this"}, threads=1
+    )
+    assert json.loads((entry.path / "meta.json").read_text())["builder"] == "other"
+    assert os.listdir(cache_dir) == ["entry"], "the second builder's staging folder is removed"
+    assert entry.read([0, len(samples) - 1]).shape == (2, 3, 16, 16)
 
 
 def test_cache_can_be_switched_off(compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path) -> None:

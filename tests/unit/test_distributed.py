@@ -15,18 +15,17 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from image_classifier.data.loaders import resolve_num_workers
-from image_classifier.errors import ConfigError
-from image_classifier.training.distributed import (
+from image_classifier.distributed import (
     launch_time,
     mean_over_ranks,
-    optimizer_kwargs,
     per_rank_batch_size,
     sampler_for,
-    scaled_lr,
     set_epoch,
     wrap_model,
 )
+from image_classifier.errors import ConfigError
 from image_classifier.training.engine import predict
+from image_classifier.training.optim import optimizer_kwargs, scaled_lr
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])

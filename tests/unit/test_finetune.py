@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from image_classifier.errors import ConfigError
 from image_classifier.model import create_model
-from image_classifier.training.early_stopping import EarlyStopping
 from image_classifier.training.engine import train_one_epoch
 from image_classifier.training.finetune import apply_head_warmup, build_ema, build_loss, build_mixup, ema_metric_name
+from image_classifier.training.monitor import EarlyStopping, Monitor
 from image_classifier.training.resume import capture_rng, restore_rng
 
 
@@ -111,14 +111,32 @@ def test_ema_metric_name() -> None:
     assert ema_metric_name("train/loss") == "train/loss"
 
 
+def _observe(stopper: EarlyStopping, values: tuple[float, ...]) -> list[bool]:
+    stops = []
+    for epoch, value in enumerate(values):
+        stops.append(stopper.observe(value))
+        stopper.monitor.update(value, epoch)
+    return stops
+
+
 def test_early_stopping_waits_patience_epochs_without_improvement() -> None:
-    stopper = EarlyStopping(patience=2, min_delta=0.01, mode="max")
-    assert [stopper.update(v) for v in (0.5, 0.6, 0.605, 0.59)] == [False, False, False, True]
-    restored = EarlyStopping(patience=2, mode="max")
+    stopper = EarlyStopping(Monitor("val/accuracy", "max"), patience=2, min_delta=0.01)
+    assert _observe(stopper, (0.5, 0.6, 0.605, 0.59)) == [False, False, False, True]
+    assert stopper.monitor.best == 0.605 and stopper.monitor.best_epoch == 2  # best.pt: any gain counts
+    restored = EarlyStopping(Monitor("val/accuracy", "max"), patience=2)
     restored.load_state_dict(stopper.state_dict())
-    assert restored.stopped and restored.best == 0.6
-    assert not any(EarlyStopping(patience=None).update(v) for v in (3.0, 2.0, 1.0))
-    assert EarlyStopping(patience=1, mode="min").update(1.0) is False
+    restored.monitor.load_state_dict(stopper.monitor.state_dict())
+    assert restored.stopped and restored.monitor.best == 0.605
+    assert not any(_observe(EarlyStopping(Monitor("val/loss", "min")), (1.0, 2.0, 3.0)))
+
+
+def test_the_monitor_compares_in_its_mode_and_never_prefers_nan() -> None:
+    lower = Monitor("val/loss", "min")
+    assert [lower.update(v, e) for e, v in enumerate((1.0, 0.5, 0.7, float("nan"), 0.4))] == [
+        True, True, False, False, True,
+    ]  # fmt: skip
+    assert (lower.best, lower.best_epoch) == (0.4, 4)
+    assert not Monitor("val/accuracy", "max", best=0.9).is_better(0.95, min_delta=0.1)
 
 
 def test_rng_state_round_trips_through_a_weights_only_checkpoint() -> None:

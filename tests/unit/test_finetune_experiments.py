@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from timm.optim import create_optimizer_v2
 
-from image_classifier.model import create_model
-from image_classifier.train import model_kwargs, train
-from image_classifier.training.distributed import optimizer_kwargs
+from image_classifier.model import create_model, model_kwargs
+from image_classifier.train import train
 from image_classifier.training.finetune import build_ema, build_mixup
+from image_classifier.training.optim import build_optimizer
 from tests.conftest import TINY_OVERRIDES, ComposeFn
 
 EXPERIMENTS = {"animals_v2": 10, "cifar10": 10, "cats_vs_dogs": 2}
@@ -25,8 +24,8 @@ def test_experiment_is_a_pretrained_gpu_fine_tuning_recipe(compose_config: Compo
     assert cfg.logger.group == experiment
 
     classes = EXPERIMENTS[experiment]
-    model = create_model(cfg.model.name, num_classes=classes, **model_kwargs(cfg))  # the recipe, without the download
-    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg.optimizer, cfg.data.batch_size))
+    model = create_model(cfg.model.name, num_classes=classes, **model_kwargs(cfg.model))  # no download
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.data.batch_size)
     scales = {group["lr_scale"] for group in optimizer.param_groups}
     assert max(scales) == 1.0 and min(scales) < 0.2  # layer-wise decay reaches the stem
     assert build_mixup(cfg.trainer, classes, cfg.data.batch_size) is not None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from image_classifier.checkpoint import load_bundle
+from image_classifier.evaluate import evaluate
 from image_classifier.train import train
-from tests.conftest import TINY_OVERRIDES, ComposeFn
+from tests.conftest import TINY_DATA_OVERRIDES, TINY_OVERRIDES, ComposeFn
 
 ALL_PIECES = [
     "trainer.max_epochs=2",
@@ -37,10 +39,25 @@ def test_every_fine_tuning_piece_trains_and_the_ema_weights_are_kept(
     state = last["training_state"]
     assert state["step"] == 2 * 3  # 5 batches an epoch, an update every 2 (and after the last)
     ema_weights = {k.removeprefix("module."): v for k, v in state["ema"].items()}
-    best = load_bundle(run_dir / "checkpoints" / "best.pt")
-    if best.epoch == 1:  # best.pt holds the EMA weights, not the raw ones
-        assert all(torch.equal(best.state_dict[k], ema_weights[k]) for k in best.state_dict)
     assert any(not torch.equal(last["state_dict"][k], ema_weights[k]) for k in ema_weights)
+
+    # best.pt holds the EMA weights of its epoch, whichever epoch won: evaluated on the val split, they
+    # score that epoch's val_ema/* exactly, and not the raw weights' val/*
+    best = load_bundle(run_dir / "checkpoints" / "best.pt")
+    scores = json.loads((run_dir / "history.json").read_text())[best.epoch]
+    assert scores["epoch"] == best.epoch
+    evaluated = evaluate(
+        compose_config(
+            "evaluate",
+            [*TINY_DATA_OVERRIDES, f"data.root={tiny_data_root}", "trainer.device=cpu", "split=val",
+             f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}"],
+            output_dir=tmp_path / "eval",
+        )
+    )  # fmt: skip
+    ema_scores = [scores["val_ema/loss"], scores["val_ema/ece"]]
+    raw_scores = [scores["val/loss"], scores["val/ece"]]
+    assert [evaluated["loss"], evaluated["ece"]] == pytest.approx(ema_scores, rel=1e-6)
+    assert raw_scores != pytest.approx(ema_scores, rel=1e-6)
     assert best.build_model()(torch.zeros(1, *best.input_size)).shape == (1, 10)
     card = (run_dir / "checkpoints" / "model_card.md").read_text()
     assert best.lineage["data_fingerprint"] in card and f"{metrics['test/accuracy']:.4f}" in card

@@ -10,11 +10,12 @@ import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
-from image_classifier.data.__main__ import prepare
+from image_classifier.data.__main__ import main
 from image_classifier.data.layout import load_prepared_dataset
 from image_classifier.data.loaders import open_dataset
 from image_classifier.data.shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_spec
-from image_classifier.errors import ConfigError
+from image_classifier.data.sources import SOURCES, prepare_if_needed
+from image_classifier.errors import ConfigError, UserError
 
 SPEC = ShapesSpec(seed=3, train_per_class=6, val_per_class=2, test_per_class=2, min_side=32, max_side=64)
 
@@ -66,15 +67,37 @@ def test_the_data_command_and_training_regenerate_shapes_only_when_the_settings_
     settings = {**SPEC.__dict__}
     config = tmp_path / "shapes.yaml"
     config.write_text(yaml.safe_dump({"name": "shapes", "generate": settings}))
-    target = prepare("shapes", tmp_path / "data", config=config)
-    first = load_prepared_dataset(target).fingerprint
+    target = tmp_path / "data" / "processed" / "shapes"
+    assert main(["shapes", "--root", str(tmp_path / "data"), "--config", str(config)]) == 0
+    first, written = load_prepared_dataset(target).fingerprint, target.stat().st_ino
     assert open_dataset(OmegaConf.create({"name": "shapes", "root": str(tmp_path / "data"), "generate": settings}))
-    assert load_prepared_dataset(target).fingerprint == first  # same settings: reused
+    assert target.stat().st_ino == written  # same settings: reused, not written again
     config.write_text(yaml.safe_dump({"name": "shapes", "generate": {**settings, "seed": 4}}))
-    prepare("shapes", tmp_path / "data", config=config)
+    assert main(["shapes", "--root", str(tmp_path / "data"), "--config", str(config)]) == 0
     assert load_prepared_dataset(target).fingerprint != first  # other settings: regenerated, no --force needed
 
 
 def test_an_unknown_shapes_setting_is_a_one_line_config_error() -> None:
     with pytest.raises(ConfigError, match=r"Bad shapes generate settings: .*'bogus'"):
         shapes_spec({"bogus": 1})
+
+
+def test_shapes_is_a_registered_source_generated_from_its_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, settings, root = SOURCES["shapes"], {**SPEC.__dict__}, tmp_path / "data"
+    assert source.generated and source.settings_key == "generate"
+    assert prepare_if_needed(source, root, settings) is True
+    assert prepare_if_needed(source, root, settings) is False
+    assert prepare_if_needed(source, root, settings, force=True) is True
+    with pytest.raises(UserError, match="shapes is generated from its settings; --source does not apply"):
+        prepare_if_needed(source, root, settings, origin=tmp_path)
+
+    config = tmp_path / "shapes.yaml"
+    config.write_text(yaml.safe_dump({"name": "shapes", "generate": settings}))
+    assert main(["shapes", "--root", str(root), "--config", str(config)]) == 0
+    assert "shapes is already prepared in" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["shapes", "--root", str(root), "--source", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: shapes is generated from its settings; --source does not apply to it.\n"

@@ -3,41 +3,34 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 import uvicorn
 
 from image_classifier.api.app import create_app, open_model
 from image_classifier.api.settings import ServeSettings
-from image_classifier.errors import UserError
+from image_classifier.errors import report_user_errors
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.api", description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint bundle (best.pt) or exported .onnx (default: $MODEL_PATH)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 8000)")
     parser.add_argument("--max-batch", type=int, help="most images per forward pass (1 turns micro-batching off)")
     parser.add_argument("--max-wait-ms", type=float, help="how long a request may wait for others to batch with")
     parser.add_argument("--prediction-log", help="append a JSON line per prediction to this file")
     args = parser.parse_args(argv)
-    try:
-        settings = ServeSettings.from_env()
-        overrides = {
-            "model_path": args.model,
-            "max_batch": args.max_batch,
-            "max_wait_ms": args.max_wait_ms,
-            "prediction_log": args.prediction_log,
-        }
-        settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
-        if settings.max_batch < 1:
-            raise UserError("--max-batch must be at least 1.")
-        opened = open_model(settings)  # before serving, so that a bad model is a one-line error
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    uvicorn.run(create_app(settings, opened), host=args.host, port=args.port, log_level="info")
+    settings = ServeSettings.from_env(
+        model_path=args.model,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        prediction_log=args.prediction_log,
+    )
+    opened = open_model(settings)  # before serving, so that a bad model is a one-line error
+    port = settings.port if args.port is None else args.port
+    uvicorn.run(create_app(settings, opened), host=args.host, port=port, log_level="info")
     return 0
 
 

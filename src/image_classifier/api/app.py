@@ -1,4 +1,5 @@
-"""The FastAPI application: ``uvicorn image_classifier.api:app`` with ``MODEL_PATH`` set."""
+"""The FastAPI application, built by :func:`create_app`:
+``uvicorn --factory image_classifier.api.app:create_app`` with ``MODEL_PATH`` set."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +28,7 @@ from image_classifier.api.settings import ServeSettings
 from image_classifier.preprocess import BatchedEvalTransform
 
 log = logging.getLogger(__name__)
+router = APIRouter()
 
 
 @dataclass
@@ -60,135 +62,162 @@ def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
 def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, Batcher] | None = None) -> FastAPI:
     """The service for ``settings`` (default: from the environment). It opens the model at start-up
     (:func:`open_model`) unless given one already ``opened``, and stops the batcher at shutdown."""
-    metrics = ServiceMetrics()
     settings = settings or ServeSettings.from_env()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model, batcher = opened if opened is not None else await asyncio.to_thread(open_model, settings)
-        batcher.observe = metrics.observe_batch
-        app.state.service = Service(
-            settings=settings,
-            model=model,
-            preprocess=BatchedEvalTransform(model.data_config),
-            batcher=batcher,
-            metrics=metrics,
-            prediction_log=PredictionLog(settings.prediction_log),
-        )
-        log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
-        # What start-up made (FastAPI, torch, the model: about 470k objects) lives as long as the server. Frozen,
-        # the collector's full passes skip it: unfrozen, each pass stalled every request for about 190 ms.
-        gc.freeze()
-        yield
-        await asyncio.to_thread(batcher.stop)
-        app.state.service.prediction_log.close()
-
+    metrics = ServiceMetrics()
     app = FastAPI(
         title="image-classifier",
         summary="Image classification with a fine-tuned timm model.",
         version="1",
         lifespan=lifespan,
+        exception_handlers={ImageRejected: rejected, ModelUnavailable: unavailable, Exception: internal},
     )
+    app.state.settings, app.state.metrics, app.state.opened = settings, metrics, opened
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
-
-    @app.exception_handler(ImageRejected)
-    async def rejected(request: Request, error: ImageRejected) -> JSONResponse:
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
-
-    @app.exception_handler(ModelUnavailable)
-    async def unavailable(request: Request, error: ModelUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=503)
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, error: Exception) -> JSONResponse:
-        log.exception("Unhandled error on %s", request.url.path)
-        return JSONResponse({"detail": "Internal server error."}, status_code=500)
-
-    def service(request: Request) -> Service:
-        return request.app.state.service
-
-    @app.get("/health", response_model=Health, responses={503: ERROR_RESPONSES[503]})
-    async def health(request: Request) -> Health:
-        svc = service(request)
-        if svc.batcher.unavailable is not None:
-            raise ModelUnavailable(svc.batcher.unavailable)
-        return Health(status="ok", model=svc.model.model_name, backend=svc.model.backend)
-
-    @app.get("/metadata", response_model=Metadata)
-    async def metadata(request: Request) -> Metadata:
-        svc = service(request)
-        model, config, limits = svc.model, svc.model.data_config, svc.settings
-        return Metadata(
-            model=model.model_name,
-            backend=model.backend,
-            classes=model.classes,
-            input_size=list(config["input_size"]),
-            mean=list(config["mean"]),
-            std=list(config["std"]),
-            interpolation=str(config.get("interpolation", "bilinear")),
-            crop_pct=float(config.get("crop_pct", 1.0)),
-            lineage=model.lineage,
-            limits={
-                "max_batch": limits.max_batch,
-                "max_wait_ms": limits.max_wait_ms,
-                "max_files": limits.max_files,
-                "max_upload_bytes": limits.max_upload_bytes,
-                "max_pixels": limits.max_pixels,
-            },
-        )
-
-    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    async def prometheus_metrics(request: Request) -> Response:
-        return Response(generate_latest(service(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
-    async def predict(
-        request: Request,
-        file: Annotated[UploadFile | None, File(description="one image")] = None,
-        files: Annotated[list[UploadFile] | None, File(description="several images, predicted as a batch")] = None,
-        top_k: Annotated[int, Query(ge=1, le=1000, description="how many class probabilities to return")] = 3,
-    ) -> JSONResponse:
-        svc = service(request)
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media and media != "multipart/form-data":
-            raise HTTPException(415, f"Send multipart/form-data with the image in field 'file', not '{media}'.")
-        uploads = ([file] if file is not None else []) + list(files or [])
-        if not uploads:
-            raise HTTPException(
-                422, "Missing field: send an image in the multipart field 'file' (or several in 'files')."
-            )
-        limits = svc.settings
-        if len(uploads) > limits.max_files:
-            raise HTTPException(400, f"{len(uploads)} files is over the limit of {limits.max_files} per request.")
-        names = [upload.filename or f"upload-{i}" for i, upload in enumerate(uploads)]
-        blobs = []
-        for upload, name in zip(uploads, names, strict=True):
-            check_media_type(upload.content_type, name)
-            data = await upload.read(limits.max_upload_bytes + 1)
-            if len(data) > limits.max_upload_bytes:
-                raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
-            blobs.append(data)
-        logging_inputs = svc.prediction_log.enabled
-        pixels = svc.preprocess.pixels
-        with svc.batcher.expecting(len(blobs)):
-            prepared = await run_in_threadpool(
-                lambda: [
-                    prepare(data, name, pixels, limits.max_upload_bytes, limits.max_pixels, logging_inputs)
-                    for data, name in zip(blobs, names, strict=True)
-                ]
-            )
-            pending = [asyncio.wrap_future(svc.batcher.submit(array)) for array, _ in prepared]
-        probabilities = await asyncio.gather(*pending)
-        classes = svc.model.classes
-        k = min(top_k, len(classes))
-        predictions = []
-        for name, (_, stats), probs in zip(names, prepared, probabilities, strict=True):
-            best = int(np.argmax(probs))
-            prediction = {"label": classes[best], "confidence": float(probs[best]), "top_k": _top_k(probs, classes, k)}
-            svc.metrics.predictions.labels(prediction["label"]).inc()
-            svc.prediction_log.write(svc.model.model_name, name, stats, prediction)
-            predictions.append({"filename": name, **prediction})
-        # Built as plain JSON (the shape is PredictResponse's, as documented) to keep per-request work small.
-        return JSONResponse({"model": svc.model.model_name, "predictions": predictions})
-
+    app.include_router(router)
     return app
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the model (unless :func:`create_app` was given it) into ``app.state.service``; stop it at shutdown."""
+    settings, metrics = app.state.settings, app.state.metrics
+    model, batcher = app.state.opened or await asyncio.to_thread(open_model, settings)
+    app.state.opened = None
+    batcher.observe = metrics.observe_batch
+    app.state.service = Service(
+        settings=settings,
+        model=model,
+        preprocess=BatchedEvalTransform(model.data_config),
+        batcher=batcher,
+        metrics=metrics,
+        prediction_log=PredictionLog(settings.prediction_log),
+    )
+    log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
+    # What start-up made (FastAPI, torch, the model: about 470k objects) lives as long as the server. Frozen,
+    # the collector's full passes skip it: unfrozen, each pass stalled every request for about 190 ms.
+    gc.freeze()
+    yield
+    await asyncio.to_thread(batcher.stop)
+    app.state.service.prediction_log.close()
+
+
+async def rejected(request: Request, error: ImageRejected) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+
+async def unavailable(request: Request, error: ModelUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=503)
+
+
+async def internal(request: Request, error: Exception) -> JSONResponse:
+    log.exception("Unhandled error on %s", request.url.path)
+    return JSONResponse({"detail": "Internal server error."}, status_code=500)
+
+
+async def service(request: Request) -> Service:
+    """The running service (a dependency of every route)."""
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(service)]
+
+
+@router.get("/health", response_model=Health, responses={503: ERROR_RESPONSES[503]})
+async def health(svc: ServiceDep) -> Health:
+    if svc.batcher.unavailable is not None:
+        raise ModelUnavailable(svc.batcher.unavailable)
+    return Health(status="ok", model=svc.model.model_name, backend=svc.model.backend)
+
+
+@router.get("/metadata", response_model=Metadata)
+async def metadata(svc: ServiceDep) -> Metadata:
+    model, config, limits = svc.model, svc.model.data_config, svc.settings
+    return Metadata(
+        model=model.model_name,
+        backend=model.backend,
+        classes=model.classes,
+        input_size=list(config["input_size"]),
+        mean=list(config["mean"]),
+        std=list(config["std"]),
+        interpolation=str(config.get("interpolation", "bilinear")),
+        crop_pct=float(config.get("crop_pct", 1.0)),
+        lineage=model.lineage,
+        limits={
+            "max_batch": limits.max_batch,
+            "max_wait_ms": limits.max_wait_ms,
+            "max_files": limits.max_files,
+            "max_upload_bytes": limits.max_upload_bytes,
+            "max_pixels": limits.max_pixels,
+        },
+    )
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def prometheus_metrics(svc: ServiceDep) -> Response:
+    return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+async def predict(
+    request: Request,
+    svc: ServiceDep,
+    file: Annotated[UploadFile | None, File(description="one image")] = None,
+    files: Annotated[list[UploadFile] | None, File(description="several images, predicted as a batch")] = None,
+    top_k: Annotated[int, Query(ge=1, le=1000, description="how many class probabilities to return")] = 3,
+) -> JSONResponse:
+    uploads = await read_uploads(request, ([file] if file is not None else []) + list(files or []), svc.settings)
+    stats, probabilities = await classify(svc, uploads)
+    return answer(svc, [name for name, _ in uploads], stats, probabilities, top_k)
+
+
+async def read_uploads(request: Request, uploads: list[UploadFile], limits: ServeSettings) -> list[tuple[str, bytes]]:
+    """Each uploaded image's file name and bytes, checked against the request's media type and the limits."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media and media != "multipart/form-data":
+        raise HTTPException(415, f"Send multipart/form-data with the image in field 'file', not '{media}'.")
+    if not uploads:
+        raise HTTPException(422, "Missing field: send an image in the multipart field 'file' (or several in 'files').")
+    if len(uploads) > limits.max_files:
+        raise HTTPException(400, f"{len(uploads)} files is over the limit of {limits.max_files} per request.")
+    blobs = []
+    for i, upload in enumerate(uploads):
+        name = upload.filename or f"upload-{i}"
+        check_media_type(upload.content_type, name)
+        data = await upload.read(limits.max_upload_bytes + 1)
+        if len(data) > limits.max_upload_bytes:
+            raise ImageRejected(413, f"{name}: over the {limits.max_upload_bytes}-byte limit per file.")
+        blobs.append((name, data))
+    return blobs
+
+
+async def classify(svc: Service, uploads: list[tuple[str, bytes]]) -> tuple[list[dict[str, float]], list[np.ndarray]]:
+    """Decode and preprocess ``uploads`` in a worker thread, then predict them in the batcher: each image's
+    statistics (empty unless the prediction log is on) and class probabilities."""
+    limits, with_stats, pixels = svc.settings, svc.prediction_log.enabled, svc.preprocess.pixels
+    with svc.batcher.expecting(len(uploads)):
+        prepared = await run_in_threadpool(
+            lambda: [
+                prepare(data, name, pixels, limits.max_upload_bytes, limits.max_pixels, with_stats)
+                for name, data in uploads
+            ]
+        )
+        pending = [asyncio.wrap_future(svc.batcher.submit(array)) for array, _ in prepared]
+    probabilities = await asyncio.gather(*pending)
+    return [stats for _, stats in prepared], list(probabilities)
+
+
+def answer(
+    svc: Service, names: list[str], stats: list[dict[str, float]], probabilities: list[np.ndarray], top_k: int
+) -> JSONResponse:
+    """The response for the predicted images; each prediction is also counted and written to the prediction log."""
+    classes = svc.model.classes
+    k = min(top_k, len(classes))
+    predictions = []
+    for name, image_stats, probs in zip(names, stats, probabilities, strict=True):
+        best = int(np.argmax(probs))
+        prediction = {"label": classes[best], "confidence": float(probs[best]), "top_k": _top_k(probs, classes, k)}
+        svc.metrics.predictions.labels(prediction["label"]).inc()
+        svc.prediction_log.write(svc.model.model_name, name, image_stats, prediction)
+        predictions.append({"filename": name, **prediction})
+    # Built as plain JSON (the shape is PredictResponse's, as documented) to keep per-request work small.
+    return JSONResponse({"model": svc.model.model_name, "predictions": predictions})

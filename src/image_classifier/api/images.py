@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from image_classifier.drift import image_stats
+from image_classifier.api.monitoring import image_stats
 
 # Formats Pillow may open; anything else is rejected before a decoder runs.
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")

@@ -1,4 +1,4 @@
-"""Prometheus metrics and the prediction log (JSON lines of input statistics and outputs)."""
+"""Prometheus metrics, input statistics, and the prediction log (JSON lines of input statistics and outputs)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -50,6 +52,25 @@ class ServiceMetrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
+
+
+def image_stats(image: Image.Image) -> dict[str, float]:
+    """Size, brightness, contrast, channel means and saturation of an RGB image (values in 0..1): what the
+    prediction log records per input, and what :mod:`image_classifier.drift` compares with the training data."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    gray = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    width, height = image.size
+    return {
+        "width": float(width),
+        "height": float(height),
+        "aspect": width / height,
+        "brightness": float(gray.mean()),
+        "contrast": float(gray.std()),
+        "red": float(pixels[..., 0].mean()),
+        "green": float(pixels[..., 1].mean()),
+        "blue": float(pixels[..., 2].mean()),
+        "saturation": float((pixels.max(axis=2) - pixels.min(axis=2)).mean()),
+    }
 
 
 class PredictionLog:

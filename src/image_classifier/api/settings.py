@@ -1,87 +1,91 @@
-"""Serving settings, read from the environment."""
+"""Serving settings, read from the environment by pydantic-settings."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from image_classifier.errors import ConfigError
 
+ENV_PREFIX = "IC_"
 
-def _env_int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer.") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} must be at least {minimum}.")
-    return value
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number.") from None
-    if value < 0:
-        raise ConfigError(f"{name}={value} must not be negative.")
-    return value
+# What a valid value is, by pydantic error type (``{ge}``/``{le}`` come from the error's context).
+VALID = {
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "int_type": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+    "finite_number": "is not a finite number",
+    "bool_parsing": "is not a boolean (true/false, 1/0)",
+    "bool_type": "is not a boolean (true/false, 1/0)",
+    "greater_than_equal": "must be at least {ge:g}",
+    "less_than_equal": "must be at most {le:g}",
+}
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r} is not a boolean (true/false, 1/0).")
+class ServeSettings(BaseSettings):
+    """What the service loads, the limits it enforces, and the port it listens on.
 
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """What the service loads and the limits it enforces.
-
-    Environment: ``MODEL_PATH`` (a checkpoint bundle or an ``.onnx`` export), ``IC_MAX_BATCH``,
+    Environment: ``MODEL_PATH`` (a checkpoint bundle or an ``.onnx`` export), ``PORT`` (8000), ``IC_MAX_BATCH``,
     ``IC_MAX_WAIT_MS``, ``IC_MAX_FILES``, ``IC_MAX_UPLOAD_BYTES`` (per file), ``IC_MAX_REQUEST_BYTES``,
     ``IC_MAX_PIXELS``, ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``,
-    ``IC_MODEL_PROCESS`` (run the model in a child process; default true).
+    ``IC_MODEL_PROCESS`` (run the model in a child process; default true). An empty variable means its default.
     """
 
-    model_path: str
-    max_batch: int = 16
-    max_wait_ms: float = 5.0
-    max_files: int = 32
-    max_upload_bytes: int = 10 * 2**20
-    max_request_bytes: int = 64 * 2**20
-    max_pixels: int = 4096 * 4096
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, populate_by_name=True, protected_namespaces=()
+    )
+
+    model_path: str = Field("", validation_alias="MODEL_PATH")
+    port: int = Field(8000, validation_alias="PORT", ge=1, le=65535)
+    max_batch: int = Field(16, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0, allow_inf_nan=False)
+    max_files: int = Field(32, ge=1)
+    max_upload_bytes: int = Field(10 * 2**20, ge=1)
+    max_request_bytes: int = Field(64 * 2**20, ge=1)
+    max_pixels: int = Field(4096 * 4096, ge=1)
     prediction_log: str = ""
-    threads: int = 0
+    threads: int = Field(0, ge=0)
     model_process: bool = True
+
+    @field_validator("model_process", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServeSettings:
+        """The settings from the environment, with command-line ``overrides`` on top (``max_batch`` for
+        ``--max-batch``; ``None`` means not given). A bad value is one :class:`ConfigError` line that names
+        its variable (or flag), the value and what is valid."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as error:
+            raise ConfigError("; ".join(_describe(detail, given) for detail in error.errors()) + ".") from None
 
     def require_model(self) -> str:
         if not self.model_path:
             raise ConfigError("MODEL_PATH is not set: point it at a checkpoint bundle (best.pt) or an exported .onnx.")
         return self.model_path
 
-    @classmethod
-    def from_env(cls) -> ServeSettings:
-        return cls(
-            model_path=os.environ.get("MODEL_PATH", ""),
-            max_batch=_env_int("IC_MAX_BATCH", cls.max_batch),
-            max_wait_ms=_env_float("IC_MAX_WAIT_MS", cls.max_wait_ms),
-            max_files=_env_int("IC_MAX_FILES", cls.max_files),
-            max_upload_bytes=_env_int("IC_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            max_request_bytes=_env_int("IC_MAX_REQUEST_BYTES", cls.max_request_bytes),
-            max_pixels=_env_int("IC_MAX_PIXELS", cls.max_pixels),
-            prediction_log=os.environ.get("IC_PREDICTION_LOG", ""),
-            threads=_env_int("IC_THREADS", 0, minimum=0),
-            model_process=_env_bool("IC_MODEL_PROCESS", cls.model_process),
-        )
+
+def env_name(field: str) -> str:
+    """The environment variable of a :class:`ServeSettings` field."""
+    alias = ServeSettings.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"{ENV_PREFIX}{field.upper()}"
+
+
+def _describe(detail: ErrorDetails, given: dict[str, Any]) -> str:
+    """``NAME='value' what-is-valid`` for one validation error."""
+    key = str(detail["loc"][0]) if detail["loc"] else "settings"
+    fields = {env_name(field): field for field in ServeSettings.model_fields}
+    fields |= {field: field for field in ServeSettings.model_fields}
+    field = fields.get(key)
+    name = key if field is None else f"--{field.replace('_', '-')}" if field in given else env_name(field)
+    valid = VALID.get(detail["type"], "is not valid: {msg}").format(**detail.get("ctx", {}), msg=detail["msg"])
+    return f"{name}={detail['input']!r} {valid}"

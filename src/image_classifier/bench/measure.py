@@ -21,18 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
 from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.model import create_model, model_data_config
+from image_classifier.model import create_model, model_data_config, model_kwargs
 from image_classifier.runtime import seed_everything
-from image_classifier.train import model_kwargs
-from image_classifier.training.distributed import optimizer_kwargs
 from image_classifier.training.engine import predict, train_one_epoch
+from image_classifier.training.optim import build_optimizer, build_scheduler
 
 
 @dataclass
@@ -86,7 +83,7 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 
 def _build(cfg: DictConfig, classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    model = create_model(cfg.model.name, num_classes=classes, pretrained=False, weights=None, **model_kwargs(cfg))
+    model = create_model(cfg.model.name, num_classes=classes, pretrained=False, weights=None, **model_kwargs(cfg.model))
     return model, model_data_config(model, cfg.data.image_size, cfg.data.get("crop_pct"))
 
 
@@ -112,9 +109,8 @@ def measure(cfg: DictConfig, phase: str, batches: int, rounds: int, split: str =
     inputs = torch.randn(batch, *size)
     targets = torch.randint(0, len(dataset.classes), (batch,))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=float(cfg.trainer.label_smoothing))
-    optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg.optimizer, cfg.data.batch_size))
-    sched_kwargs = OmegaConf.to_container(cfg.scheduler, resolve=True)
-    scheduler, _ = create_scheduler_v2(optimizer, **sched_kwargs, num_epochs=1, updates_per_epoch=batches)  # type: ignore[arg-type]
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.data.batch_size)
+    scheduler = build_scheduler(optimizer, cfg.scheduler, num_epochs=1, updates_per_epoch=batches)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
 
     def ceiling_train() -> float:

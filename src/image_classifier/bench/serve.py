@@ -45,7 +45,7 @@ from rich.table import Table
 from image_classifier.api.images import prepare
 from image_classifier.api.predictors import load_predictor
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
-from image_classifier.errors import UserError
+from image_classifier.errors import UserError, report_user_errors
 from image_classifier.export import export
 from image_classifier.model import create_model, model_data_config
 from image_classifier.preprocess import BatchedEvalTransform
@@ -157,7 +157,7 @@ def _free_port() -> int:
 
 
 class UvicornServer:
-    """``uvicorn image_classifier.api:app`` in a subprocess on a free loopback port."""
+    """``uvicorn --factory image_classifier.api.app:create_app`` in a subprocess on a free loopback port."""
 
     def __init__(self, model_path: Path, max_batch: int, max_wait_ms: float, threads: int) -> None:
         self.port = _free_port()
@@ -169,8 +169,9 @@ class UvicornServer:
             "IC_PREDICTION_LOG": "",
             "IC_THREADS": str(threads),
         }
-        command = [sys.executable, "-m", "uvicorn", "image_classifier.api:app", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--log-level", "warning", "--no-access-log"]  # fmt: skip
+        command = [sys.executable, "-m", "uvicorn", "--factory", "image_classifier.api.app:create_app",
+                   "--host", "127.0.0.1", "--port", str(self.port),
+                   "--log-level", "warning", "--no-access-log"]  # fmt: skip
         self.process = subprocess.Popen(command, env=env)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -383,6 +384,7 @@ def print_report(report: dict, console: Console) -> None:
         )
 
 
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.bench.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, help="checkpoint bundle to serve (default: a random-weight model)")
@@ -405,12 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports/bench_serve.json"))
     args = parser.parse_args(argv)
     console = Console(width=max(Console().width, 130))
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            report = run(args, Path(tmp))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run(args, Path(tmp))
     print_report(report, console)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

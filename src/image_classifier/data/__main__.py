@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,22 +10,20 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from image_classifier.data.layout import is_prepared, load_prepared_dataset
-from image_classifier.data.shapes import ensure_shapes, generate_shapes, shapes_spec
-from image_classifier.data.sources import KNOWN_DATASETS, SOURCES, PrepareSettings, prepare_source
-from image_classifier.errors import ConfigError, UserError
+from image_classifier.data.layout import load_prepared_dataset, prepared_dir
+from image_classifier.data.sources import KNOWN_DATASETS, Source, prepare_if_needed, source_named
+from image_classifier.errors import ConfigError, report_user_errors
+from image_classifier.runtime import project_root
 
 
 def default_config(name: str) -> Path:
     """``configs/data/NAME.yaml`` of the project (``$PROJECT_ROOT``, the source checkout, or the cwd)."""
-    checkout = Path(__file__).resolve().parents[3]
-    root = Path(os.environ.get("PROJECT_ROOT") or (checkout if (checkout / "configs").is_dir() else Path.cwd()))
-    return root / "configs" / "data" / f"{name}.yaml"
+    return project_root() / "configs" / "data" / f"{name}.yaml"
 
 
-def data_settings(name: str, config: Path | None) -> dict[str, Any]:
-    """The ``prepare`` (or, for shapes, ``generate``) section of a data config or a composed ``params.yaml``."""
-    path = config or default_config(name)
+def data_settings(source: Source, config: Path | None) -> dict[str, Any]:
+    """The section of a data config (or a composed ``params.yaml``) that says how ``source`` is prepared."""
+    path = config or default_config(source.name)
     if not path.is_file():
         if config is not None:
             raise ConfigError(f"--config {path} does not exist.")
@@ -36,35 +33,15 @@ def data_settings(name: str, config: Path | None) -> dict[str, Any]:
         section = loaded.get("data", loaded) if isinstance(loaded, DictConfig) else None
         if not isinstance(section, DictConfig):
             raise ConfigError(f"{path} is not a data config.")
-        if section.get("name", name) != name:
-            raise ConfigError(f"{path} configures dataset '{section.name}', not '{name}'.")
-        values = section.get("generate" if name == "shapes" else "prepare")
+        if section.get("name", source.name) != source.name:
+            raise ConfigError(f"{path} configures dataset '{section.name}', not '{source.name}'.")
+        values = section.get(source.settings_key)
         return OmegaConf.to_container(values, resolve=True) if isinstance(values, DictConfig) else {}  # type: ignore[return-value]
     except OmegaConfBaseException as error:
         raise ConfigError(f"Cannot read {path}: {error}") from error
 
 
-def prepare(name: str, root: Path, source: Path | None = None, force: bool = False, config: Path | None = None) -> Path:
-    """Prepare ``name`` into ``root/processed/name``; a no-op when it is already prepared (unless ``force``)."""
-    if name not in KNOWN_DATASETS:
-        raise UserError(f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}.")
-    target = Path(root) / "processed" / name
-    if name == "shapes":  # generated from its settings: regenerated when they change
-        if source is not None:
-            raise UserError("shapes is generated from a seed; --source does not apply to it.")
-        spec = shapes_spec(data_settings(name, config))
-        if force:
-            generate_shapes(target, spec)
-        else:
-            ensure_shapes(target, spec)
-        return target
-    if is_prepared(target) and not force:
-        return target
-    settings = data_settings(name, config)
-    prepare_source(SOURCES[name], Path(root), source, PrepareSettings.from_mapping(settings))
-    return target
-
-
+@report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.data", description=__doc__)
     parser.add_argument("name", help=f"dataset name: {', '.join(KNOWN_DATASETS)}")
@@ -75,15 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="prepare again even if already prepared")
     args = parser.parse_args(argv)
-    target = args.root / "processed" / args.name
-    if args.name != "shapes" and is_prepared(target) and not args.force:
-        print(f"{args.name} is already prepared in {target} (--force to prepare it again)")
-        return 0
+    dataset = source_named(args.name)
+    target = prepared_dir(args.root, args.name)
+    settings = data_settings(dataset, args.config)
     try:
-        target = prepare(args.name, args.root, args.source, force=args.force, config=args.config)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        if not prepare_if_needed(dataset, args.root, settings, origin=args.source, force=args.force):
+            print(f"{args.name} is already prepared in {target} (--force to prepare it again)")
+            return 0
     except KeyboardInterrupt:
         print(f"interrupted: nothing was kept in {target}", file=sys.stderr)
         return 130

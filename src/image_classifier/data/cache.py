@@ -6,7 +6,8 @@ width, N x 2) and ``meta.json``. The key
 hashes the prepared dataset's manifest fingerprint, the split, the size and how images were
 resized, so a changed source or size never reads a stale entry: a new one is built (and the
 stale one for the same split, kind and size removed). Entries are built in a temporary folder
-and renamed into place, so concurrent builders (torchrun ranks) never see half an entry.
+and renamed into place, so concurrent builders (torchrun ranks) never see half an entry; the first
+to finish wins.
 
 Two kinds:
 
@@ -47,10 +48,11 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import pil_loader
 
+from image_classifier.atomic import atomic_path
 from image_classifier.data.layout import PreparedDataset
-from image_classifier.data.tensor_augment import Normalize, TrainAugment
+from image_classifier.data.tensor_augment import TrainAugment
 from image_classifier.errors import ConfigError, DataError
-from image_classifier.preprocess import ImageOp, resized_pixels, split_eval_transform
+from image_classifier.preprocess import ImageOp, Normalize, resized_pixels, split_eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +126,9 @@ def build_entry(
     final = cache_dir / name
     if (final / "meta.json").is_file():
         return CacheEntry(final)
-    staging = cache_dir / f".{name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     shape = (len(samples), 3, *size)
     log.info("Caching %d images at %dx%d into %s", len(samples), size[0], size[1], final)
-    try:
+    with atomic_path(final, directory=True, overwrite=False) as staging:  # a concurrent builder may finish first
         with open(staging / "images.npy", "wb") as handle:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False, "shape": shape}
             np.lib.format.write_array_header_1_0(handle, header)
@@ -144,13 +143,8 @@ def build_entry(
                         sizes.append((image.height, image.width))
         np.save(staging / "sizes.npy", np.asarray(sizes, dtype=np.int32).reshape(len(samples), 2))
         (staging / "meta.json").write_text(json.dumps({**meta, "count": len(samples), "size": list(size)}, indent=2))
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if not (final / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not (final / "meta.json").is_file():
+        raise DataError(f"{final} is not a complete cache entry; delete it to rebuild it.")
     return CacheEntry(final)
 
 

@@ -1,5 +1,6 @@
 """The canonical prepared-dataset layout shared by every dataset.
 
+Dataset NAME is prepared into ``DATA_ROOT/processed/NAME`` (:func:`prepared_dir`), as
 ``ROOT/{train,val,test}/<class>/<file>.jpg`` plus ``classes.json`` (ordered class names),
 ``manifest.csv`` (split, class, path, width, height, bytes, md5) and ``summary.json``
 (counts per split and class, skipped files with reasons, source). ``summary.json`` is
@@ -14,8 +15,6 @@ import csv
 import hashlib
 import io
 import json
-import os
-import shutil
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 
 from PIL import Image
 
+from image_classifier.atomic import atomic_path
 from image_classifier.errors import DataError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -85,40 +85,16 @@ def write_prepared_dataset(
     ``skipped`` is read after every sample has been written, so a generator may fill it as it
     goes; ``extra`` adds keys to ``summary.json``.
     """
-    root = Path(root)
     if list(classes) != sorted(classes):
         raise ValueError(f"classes must be in sorted order, as ImageFolder numbers them: {classes}")
-    staging = root.with_name(f".{root.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    counts: Counter[tuple[str, str]] = Counter()
-    rows: list[dict[str, Any]] = []
-    try:
-        for sample in samples:
-            if sample.split not in SPLITS or sample.label not in classes:
-                raise ValueError(f"unexpected split/class {sample.split}/{sample.label}")
-            counts[(sample.split, sample.label)] += 1
-            name = sample.name or f"{counts[(sample.split, sample.label)]:06d}.jpg"
-            relative = Path(sample.split) / sample.label / name
-            payload = sample.data if sample.data is not None else encode_jpeg(sample.image, sample.quality)
-            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-            (staging / relative).write_bytes(payload)
-            width, height = sample.image.size
-            rows.append(
-                {
-                    "split": sample.split,
-                    "class": sample.label,
-                    "path": relative.as_posix(),
-                    "width": width,
-                    "height": height,
-                    "bytes": len(payload),
-                    "md5": hashlib.md5(payload).hexdigest(),
-                }
-            )
+    with atomic_path(root, directory=True) as staging:
+        rows = _write_samples(staging, classes, samples)
         with open(staging / "manifest.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
         (staging / "classes.json").write_text(json.dumps(classes, indent=2))
+        counts = Counter((row["split"], row["class"]) for row in rows)
         skipped = list(skipped)
         summary = {
             "classes": classes,
@@ -134,13 +110,40 @@ def write_prepared_dataset(
             **(extra or {}),
         }
         (staging / "summary.json").write_text(json.dumps(summary, indent=2))
-        if root.exists():
-            shutil.rmtree(root)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return load_prepared_dataset(root)
+
+
+def _write_samples(directory: Path, classes: list[str], samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    """Write each sample's image under ``directory/split/class/``; its manifest rows, in order."""
+    counts: Counter[tuple[str, str]] = Counter()
+    rows: list[dict[str, Any]] = []
+    for sample in samples:
+        if sample.split not in SPLITS or sample.label not in classes:
+            raise ValueError(f"unexpected split/class {sample.split}/{sample.label}")
+        counts[(sample.split, sample.label)] += 1
+        name = sample.name or f"{counts[(sample.split, sample.label)]:06d}.jpg"
+        relative = Path(sample.split) / sample.label / name
+        payload = sample.data if sample.data is not None else encode_jpeg(sample.image, sample.quality)
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        (directory / relative).write_bytes(payload)
+        width, height = sample.image.size
+        rows.append(
+            {
+                "split": sample.split,
+                "class": sample.label,
+                "path": relative.as_posix(),
+                "width": width,
+                "height": height,
+                "bytes": len(payload),
+                "md5": hashlib.md5(payload).hexdigest(),
+            }
+        )
+    return rows
+
+
+def prepared_dir(root: Path | str, name: str) -> Path:
+    """``ROOT/processed/NAME``: where dataset ``name`` is prepared under the data directory ``root``."""
+    return Path(root) / "processed" / name
 
 
 def is_prepared(root: Path) -> bool:

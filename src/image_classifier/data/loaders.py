@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,12 +12,11 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from image_classifier.data.cache import CachedImages, cached_split
-from image_classifier.data.layout import SPLITS, PreparedDataset, load_prepared_dataset
-from image_classifier.data.shapes import ensure_shapes, shapes_spec
-from image_classifier.data.sources import KNOWN_DATASETS
+from image_classifier.data.layout import SPLITS, PreparedDataset, load_prepared_dataset, prepared_dir
+from image_classifier.data.sources import prepare_if_needed, source_named
+from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
-from image_classifier.training.distributed import per_rank_batch_size, sampler_for, topology
 
 
 @dataclass
@@ -33,18 +31,13 @@ class DataLoaders:
         return self.dataset.classes
 
 
-def prepared_root(data_cfg: Any) -> Path:
-    return Path(data_cfg.root) / "processed" / data_cfg.name
-
-
 def open_dataset(data_cfg: Any) -> PreparedDataset:
-    """The prepared dataset named by ``data_cfg``; the embedded one is generated on first use."""
-    if data_cfg.name not in KNOWN_DATASETS:
-        raise DataError(f"Unknown dataset '{data_cfg.name}'. Known: {', '.join(KNOWN_DATASETS)}.")
-    root = prepared_root(data_cfg)
-    if data_cfg.name == "shapes":
-        return ensure_shapes(root, shapes_spec(data_cfg.get("generate", {})))
-    return load_prepared_dataset(root, hint=f"invoke data {data_cfg.name} --root {data_cfg.root}")
+    """The prepared dataset named by ``data_cfg``; a generated one is made on first use and when its settings change."""
+    source = source_named(data_cfg.name)
+    if source.generated:
+        prepare_if_needed(source, data_cfg.root, data_cfg.get(source.settings_key) or {})
+    hint = f"invoke data {source.name} --root {data_cfg.root}"
+    return load_prepared_dataset(prepared_dir(data_cfg.root, source.name), hint=hint)
 
 
 def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool) -> Any:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -23,6 +23,7 @@ from image_classifier.data.layout import (
     Sample,
     is_prepared,
     load_prepared_dataset,
+    prepared_dir,
     write_prepared_dataset,
 )
 from image_classifier.errors import ConfigError
@@ -230,11 +231,24 @@ def shapes_spec(settings: Mapping[str, Any]) -> ShapesSpec:
         raise ConfigError(f"Bad shapes generate settings: {error}") from error
 
 
-def ensure_shapes(root: Path, spec: ShapesSpec) -> PreparedDataset:
-    """The shapes dataset in ``root`` as ``spec`` describes it: generated when absent or made from another spec."""
-    if is_prepared(root):
-        dataset = load_prepared_dataset(root)
-        if dataset.summary["source"] == shapes_source(spec):
-            return dataset
-    log.info("Generating the embedded shapes dataset into %s", root)
-    return generate_shapes(root, spec)
+@dataclass(frozen=True)
+class ShapesSource:
+    """The embedded dataset as a :class:`~image_classifier.data.sources.base.Source`: generated from its settings."""
+
+    name: str = "shapes"
+    settings_key: ClassVar[str] = "generate"
+    generated: ClassVar[bool] = True
+
+    def is_current(self, directory: Path, settings: Mapping[str, Any]) -> bool:
+        """Generated in ``directory`` from these very settings."""
+        spec = shapes_spec(settings)
+        return is_prepared(directory) and load_prepared_dataset(directory).summary["source"] == shapes_source(spec)
+
+    def prepare(self, root: Path, origin: Path | None, settings: Mapping[str, Any]) -> PreparedDataset:
+        """Generate it under the data root ``root``; ``origin`` does not apply (see :attr:`generated`)."""
+        target = prepared_dir(root, self.name)
+        log.info("Generating the embedded shapes dataset into %s", target)
+        return generate_shapes(target, shapes_spec(settings))
+
+
+SOURCE = ShapesSource()

@@ -25,6 +25,8 @@ from timm.data.transforms import str_to_pil_interp
 from torchvision.transforms import functional as tf
 from torchvision.transforms.v2 import functional as tf2
 
+from image_classifier.preprocess import Normalize
+
 CROP_ATTEMPTS = 10
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
@@ -175,22 +177,6 @@ class BatchColorJitter:
                 shifts = torch.empty(count).uniform_(-self.hue, self.hue).tolist()
                 images = torch.stack([tf.adjust_hue(image, shift) for image, shift in zip(images, shifts, strict=True)])
         return images
-
-
-class Normalize:
-    """uint8 batch -> float32 in [0, 1] -> (x - mean) / std, with the arithmetic of ``to_tensor`` + ``Normalize``.
-
-    Applied to a batch it gives bit-identical results to the per-image eval transform.
-    """
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dtype == torch.uint8:
-            images = images.to(dtype=torch.float32).div(255)
-        return tf.normalize(images, self.mean, self.std, inplace=True)
 
 
 class TrainAugment:

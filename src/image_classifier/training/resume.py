@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.errors import CheckpointError
-from image_classifier.training.early_stopping import EarlyStopping
+from image_classifier.training.monitor import EarlyStopping, Monitor
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,10 @@ def load_resume_bundle(path: Path, model_name: str, classes: list[str]) -> Bundl
 
 @dataclass
 class Progress:
-    """Where the epoch loop stands: the next epoch to run, optimizer steps so far, best value, history."""
+    """Where the epoch loop stands: the next epoch to run, optimizer steps so far, and each epoch's metrics."""
 
     next_epoch: int = 0
     step: int = 0
-    best: float | None = None
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -117,6 +116,7 @@ class Resumable:
     scheduler: Any
     scaler: torch.amp.GradScaler
     ema: torch.nn.Module | None
+    monitor: Monitor
     early_stopping: EarlyStopping
     loader_generator: torch.Generator | None
 
@@ -125,7 +125,7 @@ class Resumable:
         return {
             "next_epoch": progress.next_epoch,
             "step": progress.step,
-            "best": progress.best,
+            "monitor": self.monitor.state_dict(),
             "history": progress.history,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -145,9 +145,10 @@ class Resumable:
             if state["ema"] is None:
                 raise CheckpointError("trainer.ema.enabled=true but the checkpoint was trained without EMA.")
             self.ema.load_state_dict(state["ema"])
+        self.monitor.load_state_dict(state["monitor"])
         self.early_stopping.load_state_dict(state["early_stopping"])
         rng = state["rng"]
         if rank >= len(rng):
             log.warning("last.pt holds RNG states for %d processes; rank %d starts from rank 0's", len(rng), rank)
         restore_rng(rng[rank] if rank < len(rng) else rng[0], self.loader_generator)
-        return Progress(state["next_epoch"], state["step"], state["best"], list(state["history"]))
+        return Progress(state["next_epoch"], state["step"], list(state["history"]))

@@ -1,15 +1,41 @@
-"""The real datasets: download or import each one, then prepare it into the canonical layout."""
+"""Every dataset the project knows, and how each is obtained and prepared into the canonical layout."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from image_classifier.data import shapes
+from image_classifier.data.layout import prepared_dir
 from image_classifier.data.sources import animals_v2, cats_vs_dogs, cifar10
-from image_classifier.data.sources.base import DatasetSource, PrepareSettings
-from image_classifier.data.sources.prepare import prepare_source
+from image_classifier.data.sources.base import Source
+from image_classifier.errors import ConfigError, UserError
 
-SOURCES: dict[str, DatasetSource] = {
-    source.name: source for source in (animals_v2.SOURCE, cifar10.SOURCE, cats_vs_dogs.SOURCE)
+# the embedded generated dataset first (the default), then the real ones
+SOURCES: dict[str, Source] = {
+    source.name: source for source in (shapes.SOURCE, animals_v2.SOURCE, cifar10.SOURCE, cats_vs_dogs.SOURCE)
 }
-# every dataset name the project knows: the embedded one, then the real sources
-KNOWN_DATASETS: tuple[str, ...] = ("shapes", *SOURCES)
+KNOWN_DATASETS: tuple[str, ...] = tuple(SOURCES)
 
-__all__ = ["KNOWN_DATASETS", "SOURCES", "DatasetSource", "PrepareSettings", "prepare_source"]
+
+def source_named(name: str) -> Source:
+    """The registered dataset ``name``; an unknown name is a one-line error listing the known ones."""
+    if name not in SOURCES:
+        raise ConfigError(f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}.")
+    return SOURCES[name]
+
+
+def prepare_if_needed(
+    source: Source, root: Path | str, settings: Mapping[str, Any], origin: Path | None = None, force: bool = False
+) -> bool:
+    """Prepare ``source`` into ``ROOT/processed/NAME`` unless it is current there already; True if it was prepared."""
+    if origin is not None and source.generated:
+        raise UserError(f"{source.name} is generated from its settings; --source does not apply to it.")
+    if not force and source.is_current(prepared_dir(root, source.name), settings):
+        return False
+    source.prepare(Path(root), origin, settings)
+    return True
+
+
+__all__ = ["KNOWN_DATASETS", "SOURCES", "Source", "prepare_if_needed", "source_named"]

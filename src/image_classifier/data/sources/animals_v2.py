@@ -10,9 +10,10 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from image_classifier.data.sources.base import Candidate, Collected, DatasetSource, PrepareSettings
+from image_classifier.data.sources.base import Candidate, Collected, PrepareSettings
 from image_classifier.data.sources.folders import class_files, holds_class_folders
 from image_classifier.data.sources.kaggle import kaggle_download
+from image_classifier.data.sources.prepare import DatasetSource
 from image_classifier.data.sources.splits import stratified_split
 from image_classifier.errors import DataError
 

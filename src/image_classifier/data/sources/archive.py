@@ -7,7 +7,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from image_classifier.data.sources.staging import staged_directory
+from image_classifier.atomic import atomic_path
 from image_classifier.errors import DataError
 
 
@@ -39,7 +39,7 @@ def import_source(source: Path, raw: Path) -> None:
         raise DataError(f"--source {source} is neither a folder nor a .zip/.tar.gz archive.")
     if source.resolve() == Path(raw).resolve():
         return
-    with staged_directory(raw) as staging:
+    with atomic_path(raw, directory=True) as staging:
         if source.is_dir():
             shutil.copytree(source, staging, dirs_exist_ok=True)
         else:
@@ -50,6 +50,6 @@ def unpack_nested(root: Path, name: str) -> None:
     """Unpack every archive called ``name`` under ``root`` next to itself (Kaggle zips inside zips)."""
     for archive in sorted(Path(root).rglob(name)):
         if is_archive(archive):
-            with staged_directory(archive.with_suffix("")) as staging:
+            with atomic_path(archive.with_suffix(""), directory=True) as staging:
                 unpack(archive, staging)
             archive.unlink()

@@ -1,14 +1,15 @@
-"""What every dataset source provides: settings, candidate images, and the source description."""
+"""What every dataset source provides: its settings, its candidate images, and the :class:`Source` protocol."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from image_classifier.data.layout import PreparedDataset
 from image_classifier.errors import ConfigError
 
 
@@ -66,17 +67,26 @@ class Collected:
     """Files that are not usable before even opening them (e.g. no label in the file name)."""
 
 
-@dataclass(frozen=True)
-class DatasetSource:
-    """A real dataset: where it comes from and how its files map to splits and classes."""
+class Source(Protocol):
+    """A dataset the project knows: how it is obtained, and prepared into ``ROOT/processed/NAME``."""
 
-    name: str
-    title: str
-    homepage: str
-    license: str
-    fetch: Callable[[Path, PrepareSettings], None]
-    """Download the dataset as distributed into an empty directory."""
-    collect: Callable[[Path, PrepareSettings], Collected]
-    """Find the images in a raw directory (archive unpacked or folder copied) and assign splits and labels."""
-    nested_archives: tuple[str, ...] = ()
-    """Archive names inside the distribution to unpack once it is in ``raw/`` (Kaggle's zips in zips)."""
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings_key(self) -> str:
+        """The section of a data config that says how it is prepared (``prepare``, ``generate``)."""
+        ...
+
+    @property
+    def generated(self) -> bool:
+        """Made from its settings alone: on first use, and again whenever they change; no ``--source``."""
+        ...
+
+    def is_current(self, directory: Path, settings: Mapping[str, Any]) -> bool:
+        """Whether ``directory`` holds it, prepared as ``settings`` say."""
+        ...
+
+    def prepare(self, root: Path, origin: Path | None, settings: Mapping[str, Any]) -> PreparedDataset:
+        """Obtain it (from ``origin``, what the user has, when given) and prepare it under the data root ``root``."""
+        ...

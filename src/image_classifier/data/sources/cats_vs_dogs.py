@@ -6,8 +6,9 @@ import os
 import re
 from pathlib import Path
 
-from image_classifier.data.sources.base import Candidate, Collected, DatasetSource, PrepareSettings
+from image_classifier.data.sources.base import Candidate, Collected, PrepareSettings
 from image_classifier.data.sources.kaggle import kaggle_download
+from image_classifier.data.sources.prepare import DatasetSource
 from image_classifier.data.sources.splits import stratified_split
 from image_classifier.errors import DataError
 

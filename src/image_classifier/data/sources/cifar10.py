@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from image_classifier.data.sources.archive import unpack
-from image_classifier.data.sources.base import Candidate, Collected, DatasetSource, PrepareSettings
+from image_classifier.data.sources.base import Candidate, Collected, PrepareSettings
 from image_classifier.data.sources.download import download_file
+from image_classifier.data.sources.prepare import DatasetSource
 from image_classifier.data.sources.splits import stratified_split
 from image_classifier.errors import DataError
 

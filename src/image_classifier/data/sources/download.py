@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
+from image_classifier.atomic import atomic_path
 from image_classifier.errors import DataError
 
 CHUNK = 1 << 20
@@ -19,9 +19,8 @@ def download_file(url: str, dest: Path, md5: str | None, timeout: float = 60.0) 
     """Fetch ``url`` to ``dest``; the file appears only once complete and matching ``md5``."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
     digest = hashlib.md5()
-    try:
+    with atomic_path(dest) as partial:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
                 total = response.length
@@ -42,8 +41,4 @@ def download_file(url: str, dest: Path, md5: str | None, timeout: float = 60.0) 
                 f"Checksum mismatch for {url}: expected md5 {md5}, got {digest.hexdigest()}. "
                 "The download is corrupt or not the published file; nothing was kept."
             )
-        os.replace(partial, dest)
-    finally:
-        if partial.exists():
-            partial.unlink()
     return dest

@@ -1,22 +1,53 @@
-"""Obtain a dataset into ``ROOT/raw/NAME`` and prepare it into ``ROOT/processed/NAME``."""
+"""The real datasets: obtained (downloaded or imported) into ``ROOT/raw/NAME``,
+prepared into ``ROOT/processed/NAME``."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
-from image_classifier.data.layout import PreparedDataset, Sample, write_prepared_dataset
+from image_classifier.atomic import atomic_path
+from image_classifier.data.layout import PreparedDataset, Sample, is_prepared, prepared_dir, write_prepared_dataset
 from image_classifier.data.sources.archive import import_source, unpack_nested
-from image_classifier.data.sources.base import Collected, DatasetSource, PrepareSettings
+from image_classifier.data.sources.base import Collected, PrepareSettings
 from image_classifier.data.sources.images import Rejected, check_image
-from image_classifier.data.sources.staging import staged_directory
 from image_classifier.errors import DataError
 
 JPEG_QUALITY = 95
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A real dataset: where it comes from and how its files map to splits and classes.
+
+    A :class:`~image_classifier.data.sources.base.Source` that is downloaded, or imported from the
+    archive or folder the user has, and prepared once (again on ``--force``).
+    """
+
+    name: str
+    title: str
+    homepage: str
+    license: str
+    fetch: Callable[[Path, PrepareSettings], None]
+    """Download the dataset as distributed into an empty directory."""
+    collect: Callable[[Path, PrepareSettings], Collected]
+    """Find the images in a raw directory (archive unpacked or folder copied) and assign splits and labels."""
+    nested_archives: tuple[str, ...] = ()
+    """Archive names inside the distribution to unpack once it is in ``raw/`` (Kaggle's zips in zips)."""
+    settings_key: ClassVar[str] = "prepare"
+    generated: ClassVar[bool] = False
+
+    def is_current(self, directory: Path, settings: Mapping[str, Any]) -> bool:
+        """Prepared at all: changed ``prepare`` settings take effect on ``--force``."""
+        return is_prepared(directory)
+
+    def prepare(self, root: Path, origin: Path | None, settings: Mapping[str, Any]) -> PreparedDataset:
+        return prepare_source(self, root, origin, PrepareSettings.from_mapping(settings))
 
 
 def obtain(source: DatasetSource, raw: Path, origin: Path | None, settings: PrepareSettings) -> None:
@@ -24,7 +55,7 @@ def obtain(source: DatasetSource, raw: Path, origin: Path | None, settings: Prep
     if origin is not None:
         import_source(origin, raw)
     elif not raw.is_dir():
-        with staged_directory(raw) as staging:
+        with atomic_path(raw, directory=True) as staging:
             source.fetch(staging, settings)
     for name in source.nested_archives:
         unpack_nested(raw, name)
@@ -68,7 +99,7 @@ def prepare_source(
         "settings": asdict(settings),
     }
     return write_prepared_dataset(
-        Path(root) / "processed" / source.name,
+        prepared_dir(root, source.name),
         classes=collected.classes,
         samples=checked_samples(source.name, collected, settings, skipped, converted),
         source=provenance,

@@ -8,12 +8,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,7 +26,6 @@ from image_classifier.errors import ConfigError
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 600.0
-LR_SCALINGS = ("none", "linear", "sqrt")
 _launch_times: dict[str, str] = {}
 
 
@@ -162,36 +160,6 @@ def per_rank_batch_size(global_batch_size: int) -> int:
             f"use a multiple of {world}."
         )
     return global_batch_size // world
-
-
-def scaled_lr(lr: float, global_batch_size: int, base_batch_size: int, rule: str) -> float:
-    """``lr`` given for ``base_batch_size``, scaled to ``global_batch_size`` by ``rule`` (none, linear or sqrt)."""
-    if rule not in LR_SCALINGS:
-        raise ConfigError(f"optimizer.lr_scaling={rule} is not one of {', '.join(LR_SCALINGS)}.")
-    if base_batch_size < 1:
-        raise ConfigError(f"optimizer.lr_base_batch_size must be at least 1, got {base_batch_size}.")
-    ratio = global_batch_size / base_batch_size
-    return lr * {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
-
-
-def optimizer_kwargs(optimizer_cfg: Any, global_batch_size: int) -> dict[str, Any]:
-    """Keyword arguments for ``timm.optim.create_optimizer_v2``, with the learning rate scaled to the global batch."""
-    kwargs = (
-        OmegaConf.to_container(optimizer_cfg, resolve=True) if OmegaConf.is_config(optimizer_cfg) else optimizer_cfg
-    )
-    kwargs = dict(kwargs)  # type: ignore[arg-type]
-    rule = str(kwargs.pop("lr_scaling", "none"))
-    base = int(kwargs.pop("lr_base_batch_size", global_batch_size))
-    kwargs["lr"] = scaled_lr(float(kwargs["lr"]), global_batch_size, base, rule)
-    if rule != "none":
-        log.info(
-            "Learning rate %.4g (%s scaling from batch %d to global batch %d)",
-            kwargs["lr"],
-            rule,
-            base,
-            global_batch_size,
-        )
-    return cast(dict[str, Any], kwargs)
 
 
 def wrap_model(

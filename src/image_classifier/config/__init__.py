@@ -1,0 +1,1 @@
+"""The configuration: typed schemas (``schema``), value checks (``checks``) and the entry-point wrapper (``entry``)."""
