@@ -78,14 +78,45 @@ def weights(c: Context, name: str | None = None, out: str = "", list_: bool = Fa
     positional=["overrides"],
     help={
         "overrides": 'Hydra overrides in one quoted string, e.g. "model=timm trainer.max_epochs=3"',
-        "nproc": "data-parallel processes on this machine (torchrun --standalone); data.batch_size stays global",
+        "nproc": "data-parallel processes on this machine (one per GPU); data.batch_size stays global",
+        "nnodes": "machines in the job (more than 1: start this task on each, with the same --rdzv)",
+        "node_rank": "this machine's number in the job, 0 to nnodes-1; node 0 hosts the rendezvous",
+        "rdzv": "HOST:PORT of node 0, where the nodes meet (c10d rendezvous)",
+        "rdzv_id": "the job's name, the same on every node (default image-classifier)",
+        "max_restarts": "times torchrun restarts the workers after a failure or a lost node (resume with "
+        "trainer.resume=auto and a fixed hydra.run.dir)",
+        "join_timeout": "seconds the nodes wait for each other at a (re)start (default 600)",
     },
 )
-def train(c: Context, overrides: str | None = None, nproc: int = 0) -> None:
-    """Train a model: invoke train [--nproc N] "OVERRIDES"."""
-    overrides = overrides or ""
-    launcher = f"{TORCHRUN} --standalone --nproc_per_node={nproc}" if nproc > 0 else PY
-    _run(c, " ".join(part for part in (launcher, "-m image_classifier.train", overrides, c.remainder) if part))
+def train(
+    c: Context,
+    overrides: str | None = None,
+    nproc: int = 0,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv: str = "",
+    rdzv_id: str = "image-classifier",
+    max_restarts: int = 0,
+    join_timeout: int = 600,
+) -> None:
+    """Train a model: invoke train [--nproc N] [--nnodes N --node-rank R --rdzv HOST:PORT] "OVERRIDES"."""
+    restarts = f" --max-restarts={max_restarts}" if max_restarts else ""
+    # restarted workers must not meet in the agent's store, where the last round's addresses linger
+    # (pytorch/pytorch#135712): each round's rank 0 then serves a fresh one
+    fresh_store = "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 " if max_restarts else ""
+    if nnodes > 1:
+        if not rdzv or not 0 <= node_rank < nnodes:
+            sys.exit("error: --nnodes needs --rdzv HOST:PORT (node 0's address) and --node-rank 0 to nnodes-1.")
+        launcher = (
+            f"{fresh_store}{TORCHRUN} --nnodes={nnodes} --nproc-per-node={max(nproc, 1)} --rdzv-backend=c10d "
+            f"--rdzv-endpoint={shlex.quote(rdzv)} --rdzv-id={shlex.quote(rdzv_id)} "
+            f"--rdzv-conf=is_host={int(node_rank == 0)},join_timeout={join_timeout}{restarts}"
+        )
+    elif nproc > 0:
+        launcher = f"{fresh_store}{TORCHRUN} --standalone --nproc_per_node={nproc}{restarts}"
+    else:
+        launcher = PY
+    _run(c, " ".join(part for part in (launcher, "-m image_classifier.train", overrides or "", c.remainder) if part))
 
 
 @task(
@@ -308,3 +339,50 @@ def bench(c: Context, args: str = "") -> None:
 def compare(c: Context, overrides: str = "", out: str = "reports") -> None:
     """Train ConvNeXt, MobileNetV3, ResNet, VGG and the baseline CNN alike; write OUT/model_comparison.md + plot."""
     _run(c, f"{PY} -m image_classifier.compare --out {shlex.quote(out)} {overrides}")
+
+
+@task(
+    help={
+        "checkpoint": "bundle to register (best.pt)",
+        "version": "vX.Y.Z (default: the next version)",
+        "name": "artifact name in artifacts.yaml (default image-classifier)",
+        "remote": "DVC remote to push the bundle to (default: the repository's default remote)",
+        "no_push": "keep the bundle in the local DVC cache only",
+        "push_tag": "also push the version tag to git's origin",
+        "repo": "registry repository (default: this one)",
+    }
+)
+def register(
+    c: Context,
+    checkpoint: str,
+    version: str = "",
+    name: str = "",
+    remote: str = "",
+    no_push: bool = False,
+    push_tag: bool = False,
+    repo: str = "",
+) -> None:
+    """Register a bundle in the model registry: DVC-versioned, tagged NAME@vX.Y.Z with its metrics and lineage."""
+    args = ["--repo", repo] if repo else []
+    args += ["register", "--checkpoint", str(Path(checkpoint).resolve())]
+    args += (["--version", version] if version else []) + (["--name", name] if name else [])
+    args += (["--remote", remote] if remote else []) + (["--no-push"] if no_push else [])
+    args += ["--push-tag"] if push_tag else []
+    _run(c, f"{PY} -m image_classifier.registry {shlex.join(args)}")
+
+
+@task(
+    positional=["name"],
+    help={
+        "name": "artifact name, e.g. image-classifier",
+        "version": "registered version, e.g. v0.1.0",
+        "stage": "staging | prod",
+        "push_tag": "also push the stage tag to git's origin (a #prod tag deploys, see .github/workflows/registry.yml)",
+        "repo": "registry repository (default: this one)",
+    },
+)
+def promote(c: Context, name: str, version: str, stage: str, push_tag: bool = False, repo: str = "") -> None:
+    """Assign a stage to a registered version (tag NAME#STAGE#N): invoke promote NAME --version V --stage prod."""
+    args = (["--repo", repo] if repo else []) + ["promote", name, "--version", version, "--stage", stage]
+    args += ["--push-tag"] if push_tag else []
+    _run(c, f"{PY} -m image_classifier.registry {shlex.join(args)}")

@@ -3,6 +3,8 @@
 # The model is mounted at run time (MODEL_PATH names it, default /app/models/model.pt):
 #   docker run --rm -p 8000:8000 -v "$PWD/models:/app/models:ro" image-classifier-api
 # or baked in: --build-arg MODEL=models/best.pt --build-arg MODEL_PATH=/app/models/best.pt
+# or fetched at start from MODEL_URI (file://, https://, gs://, a registry reference), checked against MODEL_SHA256:
+#   docker run --rm -p 8000:8000 -e MODEL_URI=https://example.com/best.pt -e MODEL_SHA256=... image-classifier-api
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -11,6 +13,8 @@ ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 ARG TORCH_EXTRA_INDEX_URL=
 ARG TORCH_PACKAGES="torch torchvision"
+# The project's extras to install: serve, and gcs for gs:// model URIs (and the GCS DVC remote).
+ARG EXTRAS=serve,gcs
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
@@ -20,7 +24,7 @@ RUN python -m venv /opt/venv \
 WORKDIR /build
 # Dependencies first: this layer changes only with pyproject.toml.
 COPY pyproject.toml dockerfiles/pyproject_requirements.py ./
-RUN python pyproject_requirements.py pyproject.toml serve > requirements.txt && pip install -r requirements.txt
+RUN python pyproject_requirements.py pyproject.toml "$EXTRAS" > requirements.txt && pip install -r requirements.txt
 COPY README.md ./
 COPY src ./src
 RUN pip wheel --no-deps --wheel-dir /wheels .

@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun``: process group, rank helpers, reductions, one run dir per job.
+"""Data-parallel training under ``torchrun``: process group, rank helpers, samplers, reductions, one run dir per job.
 
 Every helper is a no-op in a plain single-process run, so the training code reads the same either way.
 """
@@ -7,21 +7,22 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
-from image_classifier.errors import ConfigError
+from image_classifier.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,44 @@ def init_distributed(timeout_s: float = DEFAULT_TIMEOUT_S) -> Topology:
     if not here.is_main:
         logging.getLogger().setLevel(logging.WARNING)
     return here
+
+
+class LostPeerError(UserError):
+    """Another process of the job died or stopped answering; one ``error:`` line (torchrun may then restart)."""
+
+
+_TIMED_OUT = ("timed out", "timeout")
+_CONNECTION_LOST = ("connection reset", "connection closed", "connection refused", "broken pipe", "pair closure")
+
+
+def lost_peer_reason(error: BaseException, timeout_s: float) -> str | None:
+    """One line on why a collective failed when ``error`` is a dead or silent peer; None for any other error."""
+    if not is_initialized() or not isinstance(error, RuntimeError):
+        return None
+    message = str(error).strip()
+    lowered = message.lower()
+    detail = message.splitlines()[0].rpartition("] ")[2].split(". ")[0] if message else type(error).__name__
+    rank = dist.get_rank()
+    if any(marker in lowered for marker in _TIMED_OUT):
+        return (
+            f"rank {rank}: no answer from the other processes within trainer.dist_timeout_s={timeout_s:g} s "
+            f"(a host went away or hangs): {detail}"
+        )
+    if isinstance(error, dist.DistError) or any(marker in lowered for marker in _CONNECTION_LOST):
+        return f"rank {rank}: lost its connection to another process (it died, or its host went away): {detail}"
+    return None
+
+
+@contextlib.contextmanager
+def lost_peers_in_one_line(timeout_s: float) -> Iterator[None]:
+    """Turn a collective's failure on a dead or silent peer into a one-line :class:`LostPeerError`."""
+    try:
+        yield
+    except RuntimeError as error:
+        reason = lost_peer_reason(error, timeout_s)
+        if reason is None:
+            raise
+        raise LostPeerError(reason) from None
 
 
 def teardown() -> None:
@@ -184,21 +223,65 @@ def wrap_model(
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
 
-def sampler_for(dataset: Any, training: bool, seed: int) -> DistributedSampler | None:
-    """A DistributedSampler giving each rank its shard (shuffled per epoch for training), or None outside torchrun."""
+class ResumableSampler(Sampler[int]):
+    """A training order that can start part-way through an epoch, for a run resumed from a checkpoint inside it.
+
+    It yields ``sampler``'s indices; after :meth:`start_at` the next pass skips the epoch's first ``start``
+    indices (the permutation is drawn as usual, the skipped samples are never loaded) and later passes are whole.
+    ``len()`` counts what the next pass yields.
+    """
+
+    def __init__(self, sampler: Sampler[int]) -> None:
+        self.sampler = sampler
+        self.start = 0
+
+    def start_at(self, start: int) -> None:
+        self.start = start
+
+    def set_epoch(self, epoch: int) -> None:
+        if isinstance(self.sampler, DistributedSampler):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        start, self.start = self.start, 0
+        return itertools.islice(iter(self.sampler), start, None)
+
+    def __len__(self) -> int:
+        return max(0, len(cast(Sized, self.sampler)) - self.start)
+
+
+def sampler_for(
+    dataset: Any, training: bool, seed: int, generator: torch.Generator | None = None
+) -> Sampler[int] | None:
+    """The sampler of a split's loader.
+
+    Training: a :class:`ResumableSampler` over a DistributedSampler (each rank its shard, reshuffled per epoch
+    from ``seed``) under torchrun, else over a RandomSampler drawing from ``generator``. Evaluation: a
+    non-shuffling DistributedSampler under torchrun, else None (in order).
+    """
     if not is_initialized():
-        return None
+        return ResumableSampler(RandomSampler(dataset, generator=generator)) if training else None
     here = topology()
-    return DistributedSampler(
+    shard: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=here.world_size, rank=here.rank, shuffle=training, seed=seed, drop_last=training
     )
+    return ResumableSampler(shard) if training else shard
 
 
 def set_epoch(loaders: Mapping[str, DataLoader], epoch: int) -> None:
     """Reshuffle every DistributedSampler for ``epoch`` (each epoch must see a different order)."""
     for loader in loaders.values():
-        if isinstance(loader.sampler, DistributedSampler):
+        if isinstance(loader.sampler, (DistributedSampler, ResumableSampler)):
             loader.sampler.set_epoch(epoch)
+
+
+def start_at_batch(loader: DataLoader, batch: int) -> None:
+    """Make the next pass over the training ``loader`` begin with its ``batch``-th batch (0: the first)."""
+    if batch == 0:
+        return
+    if not isinstance(loader.sampler, ResumableSampler):
+        raise TypeError("Only a loader with a ResumableSampler can start inside an epoch.")
+    loader.sampler.start_at(batch * cast(int, loader.batch_size))
 
 
 def mean_over_ranks(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -135,14 +136,53 @@ def test_two_processes_reach_the_accuracy_of_one_with_the_same_global_batch(tmp_
     assert abs(accuracy["ddp"] - accuracy["single"]) <= 0.05, accuracy
 
 
-def _wait_for_training(job: subprocess.Popen[str], marker: Path) -> list[psutil.Process]:
-    """The job's two worker processes, once the first epoch's checkpoint exists."""
-    deadline = time.monotonic() + 240
-    while not marker.exists():
+@pytest.mark.slow
+def test_a_worker_killed_inside_an_epoch_is_restarted_and_the_run_ends_as_if_never_stopped(
+    tiny_data_root: Path, tmp_path: Path
+) -> None:
+    """``invoke train --nproc 2 --max-restarts 1``: SIGKILL rank 1 after a checkpoint inside epoch 0; torchrun
+    restarts both workers, they resume at that batch, and metrics, history and the W&B run are an unbroken run's."""
+    overrides = [
+        *TINY_OVERRIDES, f"data.root={tiny_data_root}", "data.batch_size=8", "trainer.max_epochs=3",
+        "trainer.seed=3", "trainer.deterministic=true", "model.kwargs.width=8", "trainer.checkpoint_every_n_steps=2",
+        "logger=wandb", "logger.log_model=false",
+    ]  # fmt: skip
+    full = torchrun(2, [*overrides, f"hydra.run.dir={tmp_path}/full"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = full.communicate(timeout=600)
+    assert full.returncode == 0, output[-3000:]
+
+    run_dir = tmp_path / "restarted"
+    command = [sys.executable, "-m", "invoke", "train", "--nproc", "2", "--max-restarts", "1"]
+    restarting = " ".join([*overrides, f"hydra.run.dir={run_dir}", "trainer.resume=auto"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    job = subprocess.Popen([*command, restarting], cwd=REPO_ROOT, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        workers = _wait_for_training(job, run_dir / "checkpoints" / "last.pt", writes=2)  # steps 2 and 4 of 10
+        next(w for w in workers if w.environ().get("RANK") == "1").kill()
+        output, _ = job.communicate(timeout=600)
+    finally:
+        _kill_tree(job.pid)
+    assert job.returncode == 0, output[-3000:]
+    assert "Resuming from" in output and "at epoch 0, batch " in output
+    assert [entry["epoch"] for entry in json.loads((run_dir / "history.json").read_text())] == [0, 1, 2]
+    expected = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    assert json.loads((run_dir / "metrics.json").read_text()) == expected
+    run_id = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["training_state"]["wandb_run_id"]
+    offline = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(offline) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline)
+
+
+def _wait_for_training(job: subprocess.Popen[str], marker: Path, writes: int = 1) -> list[psutil.Process]:
+    """The job's two worker processes, once ``marker`` has been written ``writes`` times (a new file each)."""
+    deadline, seen = time.monotonic() + 240, set()
+    while len(seen) < writes:
         assert job.poll() is None, "the job ended before training started"
         assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.2)
-    workers = psutil.Process(job.pid).children()
+        with contextlib.suppress(FileNotFoundError):
+            seen.add(marker.stat().st_ino)
+        time.sleep(0.005)
+    workers = [p for p in psutil.Process(job.pid).children(recursive=True) if "LOCAL_RANK" in p.environ()]
     assert len(workers) == 2
     return workers
 

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from image_classifier.data.loaders import resolve_num_workers
 from image_classifier.distributed import (
@@ -21,11 +21,13 @@ from image_classifier.distributed import (
     per_rank_batch_size,
     sampler_for,
     set_epoch,
+    start_at_batch,
     wrap_model,
 )
 from image_classifier.errors import ConfigError
 from image_classifier.training.engine import predict
 from image_classifier.training.optim import optimizer_kwargs, scaled_lr
+from tests.helpers import lost_peer
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
@@ -76,6 +78,50 @@ def test_launch_time_outside_torchrun_is_the_clock() -> None:
     assert launch_time("%H-%M-%S-%f") != launch_time("%H-%M-%S-%f")
 
 
+class _Recorded(Dataset):
+    """Ten samples that remember which of them were loaded."""
+
+    def __init__(self) -> None:
+        self.loaded: list[int] = []
+
+    def __len__(self) -> int:
+        return 10
+
+    def __getitem__(self, index: int) -> int:
+        self.loaded.append(index)
+        return index
+
+
+def _train_loader(dataset: Dataset, generator: torch.Generator) -> DataLoader:
+    sampler = sampler_for(dataset, training=True, seed=0, generator=generator)
+    return DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True, generator=generator)
+
+
+def test_a_pass_started_at_a_batch_yields_the_rest_of_the_epoch_without_loading_the_skipped_samples() -> None:
+    dataset, generator = _Recorded(), torch.Generator().manual_seed(5)
+    loader = _train_loader(dataset, generator)
+    epoch_start = generator.get_state()
+    full = [batch.tolist() for batch in loader]
+    next_epoch = generator.get_state()
+
+    generator.set_state(epoch_start)  # what a resumed run restores from the checkpoint
+    dataset.loaded.clear()
+    start_at_batch(loader, 3)
+    assert len(loader) == 2
+    rest = [batch.tolist() for batch in loader]
+    assert rest == full[3:]
+    assert sorted(dataset.loaded) == sorted(i for batch in rest for i in batch)
+    assert torch.equal(generator.get_state(), next_epoch)  # the next epoch is drawn as without the interruption
+    assert len(loader) == 5 and len(list(loader)) == 5  # only the one pass starts late
+
+
+def test_only_a_resumable_training_loader_starts_inside_an_epoch() -> None:
+    loader = DataLoader(TensorDataset(torch.arange(4)), batch_size=2)
+    start_at_batch(loader, 0)
+    with pytest.raises(TypeError, match="ResumableSampler"):
+        start_at_batch(loader, 1)
+
+
 def _tiny_net() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
@@ -115,6 +161,9 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         for epoch in (0, 1):
             set_epoch({"train": train_loader}, epoch)
             orders.append([int(x) for batch in train_loader for x in batch[0].flatten()])
+        set_epoch({"train": train_loader}, 1)
+        start_at_batch(train_loader, 1)
+        resumed = [int(x) for batch in train_loader for x in batch[0].flatten()]
 
         bn_model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
         try:
@@ -128,6 +177,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
             "targets": targets.tolist(),
             "mean": mean_over_ranks({"loss": float(rank + 1), "accuracy": 0.5 * rank}),
             "orders": orders,
+            "resumed": resumed,
             "sync_bn_error": sync_bn_error,
             "ddp": type(wrap_model(nn.Linear(1, 1), torch.device("cpu"))).__name__,
         }
@@ -169,7 +219,24 @@ def test_ranks_train_on_disjoint_shards_reshuffled_every_epoch(two_ranks: list[d
     assert any(result["orders"][0] != result["orders"][1] for result in two_ranks)
 
 
+def test_a_shard_started_at_a_batch_continues_the_epochs_shard(two_ranks: list[dict]) -> None:
+    for result in two_ranks:
+        assert result["resumed"] == result["orders"][1][2:]  # batch 1 of 2 samples
+
+
 def test_sync_batchnorm_is_refused_on_cpu_and_models_are_wrapped_in_ddp(two_ranks: list[dict]) -> None:
     for result in two_ranks:
         assert "needs CUDA" in result["sync_bn_error"]
         assert result["ddp"] == "DistributedDataParallel"
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [("exit", "lost its connection to another process"), ("hang", "no answer from the other processes within")],
+)
+def test_a_dead_or_silent_peer_is_one_line_within_the_timeout(how: str, reason: str, tmp_path: Path) -> None:
+    mp.start_processes(lost_peer.run, args=(str(tmp_path / "init"), str(tmp_path), how), nprocs=2, start_method="spawn")
+    seen = json.loads((tmp_path / f"{how}.json").read_text())
+    assert reason in seen["message"] and "\n" not in seen["message"], seen
+    assert seen["message"].startswith("rank 0: ")
+    assert seen["seconds"] < lost_peer.TIMEOUT_S + 1.5

@@ -61,3 +61,21 @@ def test_the_overrides_compose_and_the_global_batch_splits(job: dict[str, Any], 
 def test_no_secret_is_written_into_the_spec(job: dict[str, Any]) -> None:
     env = {item["name"]: item for item in containers(job)["Master"]["env"]}
     assert "value" not in env["WANDB_API_KEY"] and "secretKeyRef" in env["WANDB_API_KEY"]["valueFrom"]
+
+
+def test_a_failed_process_or_lost_pod_restarts_and_resumes_from_the_shared_volume(job: dict[str, Any]) -> None:
+    spec, container = job["spec"], containers(job)["Master"]
+    assert spec["runPolicy"]["backoffLimit"] >= 1
+    assert {replica["restartPolicy"] for replica in spec["pytorchReplicaSpecs"].values()} == {"OnFailure"}
+    args = get_args_parser().parse_args(container["args"])
+    assert int(args.max_restarts) >= 1
+    assert int(dict(item.split("=") for item in args.rdzv_conf.split(","))["join_timeout"]) >= 60
+    overrides = dict(arg.split("=", 1) for arg in args.training_script_args)
+    assert overrides["trainer.resume"] == "auto" and int(overrides["trainer.checkpoint_every_n_steps"]) >= 1
+    run_dir = overrides["hydra.run.dir"]
+    assert "${" not in run_dir  # the same dir for every restart
+    volumes = {v["name"]: v for v in spec["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["volumes"]}
+    shared = [m["mountPath"] for m in container["volumeMounts"] if "persistentVolumeClaim" in volumes[m["name"]]]
+    assert any(run_dir.startswith(f"{mount}/") for mount in shared)
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"

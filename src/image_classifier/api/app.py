@@ -9,26 +9,32 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from image_classifier.api.batching import Batcher, MicroBatcher, ModelUnavailable
 from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
+from image_classifier.api.model_source import local_model
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
 from image_classifier.api.predictors import ModelInfo, load_predictor, pixel_forward
 from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
+from image_classifier.errors import UserError
 from image_classifier.preprocess import BatchedEvalTransform
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+# The web page at / and its assets under /static (HTML, CSS and JavaScript, no build step).
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 @dataclass
@@ -44,9 +50,9 @@ class Service:
 
 
 def open_model(settings: ServeSettings) -> tuple[ModelInfo, Batcher]:
-    """The model ``settings`` name, and the batcher that runs it: in a child process unless
-    ``settings.model_process`` is false."""
-    path, max_wait_s = settings.require_model(), settings.max_wait_ms / 1000
+    """The model ``settings`` name (``MODEL_URI`` fetched first, see :mod:`~image_classifier.api.model_source`),
+    and the batcher that runs it: in a child process unless ``settings.model_process`` is false."""
+    path, max_wait_s = local_model(settings), settings.max_wait_ms / 1000
     if settings.model_process:
         process = ModelProcess(path, settings.threads, settings.max_batch, max_wait_s)
         return process, process
@@ -74,14 +80,23 @@ def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, B
     app.state.settings, app.state.metrics, app.state.opened = settings, metrics, opened
     app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
     app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the model (unless :func:`create_app` was given it) into ``app.state.service``; stop it at shutdown."""
+    """Open the model (unless :func:`create_app` was given it) into ``app.state.service``; stop it at shutdown.
+    A model that cannot be opened (unreachable URI, wrong checksum, not a bundle) leaves the server up, answering
+    503 with the reason (see :func:`service`), so that the platform's health checks report it."""
     settings, metrics = app.state.settings, app.state.metrics
-    model, batcher = app.state.opened or await asyncio.to_thread(open_model, settings)
+    try:
+        model, batcher = app.state.opened or await asyncio.to_thread(open_model, settings)
+    except UserError as error:
+        app.state.unavailable = f"No model: {error}"
+        log.error("error: %s", error)
+        yield
+        return
     app.state.opened = None
     batcher.observe = metrics.observe_batch
     app.state.service = Service(
@@ -115,11 +130,20 @@ async def internal(request: Request, error: Exception) -> JSONResponse:
 
 
 async def service(request: Request) -> Service:
-    """The running service (a dependency of every route)."""
-    return request.app.state.service
+    """The running service (a dependency of every route); 503 with the reason when the model could not be opened."""
+    running = getattr(request.app.state, "service", None)
+    if running is None:
+        raise ModelUnavailable(getattr(request.app.state, "unavailable", None) or "The model is not loaded.")
+    return running
 
 
 ServiceDep = Annotated[Service, Depends(service)]
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    """The web page: pick or drop images, see their top classes and the model's metadata."""
+    return FileResponse(STATIC_DIR / "index.html")
 
 
 @router.get("/health", response_model=Health, responses={503: ERROR_RESPONSES[503]})

@@ -10,16 +10,17 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class ServiceMetrics:
-    """The service's metrics, in a registry of their own."""
+    """The service's metrics, in a registry of their own, with the server process's CPU, memory and open files."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
         self.requests = Counter(
             "ic_requests", "HTTP requests served.", ["method", "path", "status"], registry=self.registry
         )

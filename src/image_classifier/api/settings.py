@@ -24,13 +24,19 @@ VALID = {
     "bool_type": "is not a boolean (true/false, 1/0)",
     "greater_than_equal": "must be at least {ge:g}",
     "less_than_equal": "must be at most {le:g}",
+    "greater_than": "must be more than {gt:g}",
+    "string_pattern_mismatch": "is not a SHA-256 digest (64 hex digits)",
 }
 
 
 class ServeSettings(BaseSettings):
     """What the service loads, the limits it enforces, and the port it listens on.
 
-    Environment: ``MODEL_PATH`` (a checkpoint bundle or an ``.onnx`` export), ``PORT`` (8000), ``IC_MAX_BATCH``,
+    Environment: ``MODEL_PATH`` (a checkpoint bundle or an ``.onnx`` export) or ``MODEL_URI`` (``file://``,
+    ``https://``, ``gs://`` or a registry reference such as ``gto:NAME#prod``, fetched at start into
+    ``IC_MODEL_CACHE``; it wins over ``MODEL_PATH``), ``MODEL_SHA256`` (the model file's checksum),
+    ``IC_MODEL_FETCH_TIMEOUT`` (seconds per network operation), ``IC_MODEL_REGISTRY`` (the git repository of
+    registry references; default the current directory), ``PORT`` (8000), ``IC_MAX_BATCH``,
     ``IC_MAX_WAIT_MS``, ``IC_MAX_FILES``, ``IC_MAX_UPLOAD_BYTES`` (per file), ``IC_MAX_REQUEST_BYTES``,
     ``IC_MAX_PIXELS``, ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``,
     ``IC_MODEL_PROCESS`` (run the model in a child process; default true). An empty variable means its default.
@@ -41,6 +47,11 @@ class ServeSettings(BaseSettings):
     )
 
     model_path: str = Field("", validation_alias="MODEL_PATH")
+    model_uri: str = Field("", validation_alias="MODEL_URI")
+    model_sha256: str = Field("", validation_alias="MODEL_SHA256", pattern=r"^([0-9a-fA-F]{64})?$")
+    model_cache: str = ""
+    model_fetch_timeout: float = Field(60.0, gt=0, allow_inf_nan=False)
+    model_registry: str = "."
     port: int = Field(8000, validation_alias="PORT", ge=1, le=65535)
     max_batch: int = Field(16, ge=1)
     max_wait_ms: float = Field(5.0, ge=0, allow_inf_nan=False)
@@ -52,7 +63,7 @@ class ServeSettings(BaseSettings):
     threads: int = Field(0, ge=0)
     model_process: bool = True
 
-    @field_validator("model_process", mode="before")
+    @field_validator("model_process", "model_uri", "model_sha256", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
@@ -69,6 +80,9 @@ class ServeSettings(BaseSettings):
             raise ConfigError("; ".join(_describe(detail, given) for detail in error.errors()) + ".") from None
 
     def require_model(self) -> str:
+        """What to serve: ``MODEL_URI`` when set (fetched at start), else ``MODEL_PATH``."""
+        if self.model_uri:
+            return self.model_uri
         if not self.model_path:
             raise ConfigError("MODEL_PATH is not set: point it at a checkpoint bundle (best.pt) or an exported .onnx.")
         return self.model_path

@@ -144,7 +144,7 @@ def check_trainer(cfg: DictConfig) -> None:
     _at_least(cfg, 1, "trainer.linear_probe.max_iter")
     _at_least(cfg, 0, "trainer.head_warmup_epochs", "trainer.linear_probe.weight_decay")
     _at_least(cfg, 0, "trainer.mixup.mixup_alpha", "trainer.mixup.cutmix_alpha", "trainer.early_stopping.min_delta")
-    _at_least(cfg, 1, "trainer.early_stopping.patience", optional=True)
+    _at_least(cfg, 1, "trainer.early_stopping.patience", "trainer.checkpoint_every_n_steps", optional=True)
     clip = _value(cfg, "trainer.clip_grad_norm")
     if clip is not None and clip <= 0:
         raise _fail("trainer.clip_grad_norm", clip, "must be positive (or null for no clipping).")

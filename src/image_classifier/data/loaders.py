@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from timm.data import create_transform
@@ -87,18 +88,18 @@ def split_loader(
     on_device = bool(getattr(images, "on_device", False))  # batches made on the GPU: no pinning
     workers = 0 if getattr(images, "in_process", False) else resolve_num_workers(data_cfg.num_workers, device)
     batch_size = per_rank_batch_size(int(data_cfg.batch_size))
-    sampler = sampler_for(images, training, seed)
+    generator = torch.Generator().manual_seed(seed + topology().rank)  # per-rank shuffling and worker seeds
+    sampler = sampler_for(images, training, seed, generator)  # training: resumable inside an epoch
     return DataLoader(
         images,
         batch_size=batch_size,
-        shuffle=training and sampler is None,
         sampler=sampler,
-        drop_last=training and len(sampler if sampler is not None else images) > batch_size,
+        drop_last=training and len(cast(Sized, sampler if sampler is not None else images)) > batch_size,
         num_workers=workers,
         pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available() and not on_device,
         persistent_workers=workers > 0,
         prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed + topology().rank),  # per-rank worker seeds
+        generator=generator,
         collate_fn=CachedImages.collate if isinstance(images, CachedImages) else None,
     )
 

@@ -27,11 +27,33 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @dataclass
 class StepState:
-    """What the per-step callback is told."""
+    """What the per-step callback is told: the step, its loss and learning rate, and the epoch's batches done of all."""
 
     step: int
     loss: float
     lr: float
+    batch: int
+    batches: int
+
+
+@dataclass
+class EpochTotals:
+    """One rank's running sums over the batches of an epoch done so far (what a checkpoint inside the epoch keeps)."""
+
+    batches: int = 0
+    samples: int = 0
+    loss: float = 0.0
+    correct: int = 0
+
+    def add(self, loss: float, correct: int, samples: int) -> None:
+        """Count one batch of ``samples`` with mean ``loss`` and ``correct`` right predictions."""
+        self.batches += 1
+        self.samples += samples
+        self.loss += loss * samples
+        self.correct += correct
+
+    def means(self) -> dict[str, float]:
+        return {"loss": self.loss / max(self.samples, 1), "accuracy": self.correct / max(self.samples, 1)}
 
 
 def _batches(
@@ -63,22 +85,25 @@ def train_one_epoch(
     accumulate: int = 1,
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ema: ModelEmaV3 | None = None,
+    totals: EpochTotals | None = None,
 ) -> tuple[dict[str, float], int]:
     """One pass over ``loader``; returns mean loss and accuracy, and the updated global step.
 
     The optimizer steps every ``accumulate`` batches (and after the last one); ``step`` counts
     optimizer updates. ``mixup`` mixes each batch (accuracy is against the unmixed labels);
-    ``ema`` is updated after every optimizer step.
+    ``ema`` is updated after every optimizer step. ``totals`` holds the epoch's batches already
+    done when it resumes inside the epoch (``loader`` then yields only the rest); it is updated
+    after every batch, and ``on_step`` is called after every optimizer step.
     """
     model.train()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device)
-    seen = 0
+    totals = totals if totals is not None else EpochTotals()
+    first = totals.batches
+    length = first + len(loader)
     batches = _batches(loader, device, channels_last)
-    progress = tqdm(batches, total=len(loader), desc=f"epoch {epoch}", leave=False, disable=not is_main())
+    progress = tqdm(batches, total=length, initial=first, desc=f"epoch {epoch}", leave=False, disable=not is_main())
     optimizer.zero_grad(set_to_none=True)
-    for index, (images, targets) in enumerate(progress):
-        update = (index + 1) % accumulate == 0 or index + 1 == len(loader)
+    for index, (images, targets) in enumerate(progress, start=first):
+        update = (index + 1) % accumulate == 0 or index + 1 == length
         inputs, loss_targets = mixup(images, targets) if mixup is not None else (images, targets)
         with _gradient_sync(model, update):
             with autocast(device, precision):
@@ -86,26 +111,37 @@ def train_one_epoch(
                 loss = loss_fn(logits, loss_targets)
             scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
         if update:
-            if clip_grad_norm:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            scheduler.step_update(num_updates=step)  # type: ignore[attr-defined]
-            if ema is not None:
-                ema.update(model, step=step)
-
-        batch = targets.shape[0]
-        seen += batch
-        total_loss += loss.detach() * batch
-        correct += (logits.argmax(dim=1) == targets).sum()
+            step = _optimizer_step(model, optimizer, scheduler, scaler, step, clip_grad_norm, ema)
+        batch_loss = loss.item()
+        totals.add(batch_loss, int((logits.argmax(dim=1) == targets).sum()), targets.shape[0])
         lr = optimizer.param_groups[0]["lr"]
-        progress.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct.item() / seen:.3f}", lr=f"{lr:.2e}")
+        progress.set_postfix(loss=f"{batch_loss:.3f}", acc=f"{totals.means()['accuracy']:.3f}", lr=f"{lr:.2e}")
         if on_step is not None and update:
-            on_step(StepState(step=step, loss=loss.item(), lr=lr))
-    return {"loss": total_loss.item() / max(seen, 1), "accuracy": correct.item() / max(seen, 1)}, step
+            on_step(StepState(step=step, loss=batch_loss, lr=lr, batch=index + 1, batches=length))
+    return totals.means(), step
+
+
+def _optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: object,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    clip_grad_norm: float | None,
+    ema: ModelEmaV3 | None,
+) -> int:
+    """Clip, step the optimizer (through the grad scaler), the schedule and the EMA; returns the new step count."""
+    if clip_grad_norm:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    step += 1
+    scheduler.step_update(num_updates=step)  # type: ignore[attr-defined]
+    if ema is not None:
+        ema.update(model, step=step)
+    return step
 
 
 def _gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:

@@ -27,7 +27,7 @@ from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.model import create_model, eval_data_config, model_kwargs, weights_provenance
 from image_classifier.reporting import print_metrics_table, write_metrics
 from image_classifier.runtime import project_root, seed_everything, select_device
-from image_classifier.training.engine import StepState, predict, train_one_epoch
+from image_classifier.training.engine import EpochTotals, StepState, predict, train_one_epoch
 from image_classifier.training.finetune import (
     apply_head_warmup,
     build_ema,
@@ -41,10 +41,11 @@ from image_classifier.training.model_card import write_model_card
 from image_classifier.training.monitor import EarlyStopping, Monitor
 from image_classifier.training.optim import build_optimizer, build_scheduler
 from image_classifier.training.resume import (
+    CheckpointWriter,
     Progress,
     Resumable,
-    capture_rng_all_ranks,
     find_resume_checkpoint,
+    gather_rank_states,
     load_resume_bundle,
 )
 from image_classifier.training.tracking import create_tracker
@@ -71,14 +72,22 @@ class TrainingRun:
         self.checkpoints = self.run_dir / "checkpoints"
         self.precision = str(cfg.trainer.precision)
         self.probe_metrics: dict[str, float] = {}
+        self.writer = CheckpointWriter()
 
     def run(self) -> dict[str, float]:
-        """Train, validate every epoch, checkpoint, then test the best weights. Returns flat metrics."""
-        self.setup()
-        self.fit()
-        metrics = self.test_best()
-        if dist.is_main():
-            self.publish(metrics)
+        """Train, validate every epoch, checkpoint, then test the best weights. Returns flat metrics.
+
+        A process of the job that dies or stops answering fails this one with a one-line reason.
+        """
+        with dist.lost_peers_in_one_line(self.cfg.trainer.dist_timeout_s):
+            self.setup()
+            try:
+                self.fit()
+            finally:
+                self.writer.wait()  # every checkpoint is on disk before best.pt is tested, or the process ends
+            metrics = self.test_best()
+            if dist.is_main():
+                self.publish(metrics)
         return metrics
 
     # --- set-up -------------------------------------------------------------------------------------
@@ -123,7 +132,11 @@ class TrainingRun:
             load_resume_bundle(self.resume_from, cfg.model.name, dataset.classes) if self.resume_from else None
         )
         if self.resumed is not None:
-            log.info("Resuming from %s (after epoch %d)", self.resume_from, self.resumed.epoch)
+            state = self.resumed.training_state
+            log.info(
+                "Resuming from %s at epoch %d, batch %d (step %d)",
+                self.resume_from, state["next_epoch"], state.get("batch", 0), state["step"],
+            )  # fmt: skip
             self.model.load_state_dict(self.resumed.state_dict)
         self.data_config = eval_data_config(self.model, cfg.data)  # the evaluation (and serving) input
         self.data: DataLoaders = build_dataloaders(
@@ -177,6 +190,7 @@ class TrainingRun:
         run_id = resumed.training_state.get("wandb_run_id") if resumed is not None else None
         logger_cfg = cfg.get("logger") if dist.is_main() else None
         self.tracker = create_tracker(logger_cfg, self.run_dir, self.resolved_config, run_id=run_id)
+        self.versions = library_versions()
         self.lineage: dict[str, Any] = {
             "git_commit": git_commit(project_root()),
             "data_fingerprint": self.data.dataset.fingerprint,
@@ -192,12 +206,18 @@ class TrainingRun:
     # --- the epoch loop -----------------------------------------------------------------------------
 
     def fit(self) -> None:
-        """Epochs until ``trainer.max_epochs`` or early stopping, each followed by its checkpoint."""
+        """Epochs until ``trainer.max_epochs`` or early stopping, each followed by its checkpoint.
+
+        A resumed run restores its RNG streams here, right before the first batch, so nothing set up in between
+        draws from them.
+        """
+        if self.resumed is not None:
+            self.resumable.restore_rng(self.resumed.training_state, self.rank)
         while self.progress.next_epoch < self.cfg.trainer.max_epochs and not self.stopper.stopped:
             epoch = self.progress.next_epoch
             metrics = self.train_epoch(epoch)
             self.progress.history.append(metrics)
-            self.progress.next_epoch = epoch + 1
+            self.progress.next_epoch, self.progress.epoch_totals = epoch + 1, EpochTotals()
             self.tracker.log(metrics, step=self.progress.step)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"))
             self.checkpoint(epoch, metrics)
@@ -206,12 +226,15 @@ class TrainingRun:
         """One pass over the training split, then validation (of the EMA weights too); the epoch's metrics."""
         trainer, loaders = self.cfg.trainer, self.data.loaders
         dist.set_epoch(loaders, epoch)
+        dist.start_at_batch(loaders["train"], self.progress.batch)  # resumed from a checkpoint inside the epoch
+        self.epoch_loader_state = self.loader_state()  # the epoch's order is drawn from it
         apply_head_warmup(self.model, epoch, trainer.head_warmup_epochs)
         train_metrics, self.progress.step = train_one_epoch(
             self.train_model, loaders["train"], self.loss_fn, self.optimizer, self.scheduler, self.scaler,
             device=self.device, precision=self.precision, epoch=epoch, step=self.progress.step,
-            clip_grad_norm=trainer.clip_grad_norm, channels_last=trainer.channels_last, on_step=self.log_step,
+            clip_grad_norm=trainer.clip_grad_norm, channels_last=trainer.channels_last, on_step=self.on_step,
             accumulate=trainer.accumulate_grad_batches, mixup=self.mixup, ema=self.ema,
+            totals=self.progress.epoch_totals,
         )  # fmt: skip
         self.scheduler.step(epoch + 1)
         metrics = {"epoch": epoch, **prefixed("train", dist.mean_over_ranks(train_metrics))}
@@ -220,9 +243,20 @@ class TrainingRun:
             metrics |= self.validate(self.ema.module, "val_ema")
         return metrics
 
-    def log_step(self, state: StepState) -> None:
-        if state.step % self.cfg.trainer.log_every_n_steps == 0:
+    def on_step(self, state: StepState) -> None:
+        """After each optimizer step: log every ``log_every_n_steps``; last.pt every ``checkpoint_every_n_steps``."""
+        trainer = self.cfg.trainer
+        self.progress.step = state.step
+        if state.step % trainer.log_every_n_steps == 0:
             self.tracker.log({"train/loss_step": state.loss, "train/lr": state.lr}, step=state.step)
+        every = trainer.checkpoint_every_n_steps
+        if every and state.step % every == 0 and state.batch < state.batches:  # the epoch's end has its own
+            history = self.progress.history
+            self.save_last(self.progress.next_epoch - 1, history[-1] if history else {}, self.epoch_loader_state)
+
+    def loader_state(self) -> torch.Tensor | None:
+        generator = self.data.loaders["train"].generator
+        return generator.get_state() if generator is not None else None
 
     def validate(self, net: nn.Module, prefix: str) -> dict[str, float]:
         logits, targets = predict(
@@ -231,7 +265,7 @@ class TrainingRun:
         return prefixed(prefix, headline(classification_metrics(logits, targets, self.data.classes)))
 
     def checkpoint(self, epoch: int, metrics: dict[str, float]) -> None:
-        """``best.pt`` when the monitored metric improved, then ``last.pt`` (so a last.pt always has its best.pt)."""
+        """``best.pt`` when the monitored metric improved, then ``last.pt`` (so an epoch's last.pt has its best.pt)."""
         value = metrics[self.monitor.name]
         if self.stopper.observe(value):
             log.info(
@@ -240,14 +274,23 @@ class TrainingRun:
                 self.monitor.name,
                 self.stopper.patience,
             )
-        improved = self.monitor.update(value, epoch)
-        rng = capture_rng_all_ranks(self.data.loaders["train"].generator)  # every rank: each has its own streams
+        best: list[tuple[Path, Bundle]] = []
+        if self.monitor.update(value, epoch) and dist.is_main():
+            best_weights = self.ema.module if self.ema is not None else self.model
+            best.append((self.checkpoints / "best.pt", self.bundle(metrics, epoch, best_weights)))
+        self.save_last(epoch, metrics, self.loader_state(), *best)
+
+    def save_last(
+        self, epoch: int, metrics: dict[str, float], loader_state: torch.Tensor | None, *before: tuple[Path, Bundle]
+    ) -> None:
+        """``last.pt`` (after the bundles ``before``): the weights and training state after ``epoch``, the last
+        complete one, and inside an epoch its batches so far; ``loader_state`` is the loader generator's as the
+        epoch to continue began. Written in the background from a copy taken now."""
+        ranks = gather_rank_states(loader_state, self.progress.epoch_totals)  # every rank: each has its own streams
         if dist.is_main():
-            if improved:
-                best_weights = self.ema.module if self.ema is not None else self.model
-                save_bundle(self.checkpoints / "best.pt", self.bundle(metrics, epoch, best_weights))
-            state = self.resumable.state_dict(self.progress, self.tracker.run_id, rng)
-            save_bundle(self.checkpoints / "last.pt", self.bundle(metrics, epoch, self.model, training_state=state))
+            state = self.resumable.state_dict(self.progress, self.tracker.run_id, ranks)
+            last = self.bundle(metrics, epoch, self.model, training_state=state)
+            self.writer.write(*before, (self.checkpoints / "last.pt", last))
 
     def bundle(self, metrics: dict[str, float], epoch: int, weights: nn.Module, **extra: Any) -> Bundle:
         return Bundle(
@@ -259,7 +302,7 @@ class TrainingRun:
             config=self.resolved_config,
             lineage=self.lineage,
             metrics=metrics,
-            versions=library_versions(),
+            versions=self.versions,
             epoch=epoch,
             **extra,
         )

@@ -6,9 +6,11 @@ plain Python values, so the bundle still loads with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
-from dataclasses import dataclass, field
+import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,8 +18,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from image_classifier.checkpoint import Bundle, load_bundle
+from image_classifier.checkpoint import Bundle, load_bundle, save_bundle
 from image_classifier.errors import CheckpointError
+from image_classifier.training.engine import EpochTotals
 from image_classifier.training.monitor import EarlyStopping, Monitor
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,13 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
         loader_generator.set_state(state["loader"])
 
 
-def capture_rng_all_ranks(loader_generator: torch.Generator | None = None) -> list[dict[str, Any]]:
-    """:func:`capture_rng` of every rank, in rank order (one entry outside torchrun). Call it on every rank."""
-    state = capture_rng(loader_generator)
+def gather_rank_states(loader_state: torch.Tensor | None, totals: EpochTotals) -> list[dict[str, Any]]:
+    """Every rank's RNG streams and running sums of the epoch, in rank order (one entry outside torchrun).
+
+    ``loader_state`` is the training loader's generator as the epoch in progress began (or, between epochs,
+    as the next one will begin): a resumed run draws that epoch's order again from it. Call it on every rank.
+    """
+    state = {"rng": {**capture_rng(), "loader": loader_state}, "totals": asdict(totals)}
     if not (dist.is_available() and dist.is_initialized()):
         return [state]
     states: list[Any] = [None] * dist.get_world_size()
@@ -101,11 +108,18 @@ def load_resume_bundle(path: Path, model_name: str, classes: list[str]) -> Bundl
 
 @dataclass
 class Progress:
-    """Where the epoch loop stands: the next epoch to run, optimizer steps so far, and each epoch's metrics."""
+    """Where the loop stands: the next epoch to run (or the one in progress), optimizer steps so far, each
+    epoch's metrics, and this rank's batches and running sums of the epoch in progress."""
 
     next_epoch: int = 0
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    epoch_totals: EpochTotals = field(default_factory=EpochTotals)
+
+    @property
+    def batch(self) -> int:
+        """Batches of ``next_epoch`` done (0 between epochs)."""
+        return self.epoch_totals.batches
 
 
 @dataclass
@@ -120,10 +134,11 @@ class Resumable:
     early_stopping: EarlyStopping
     loader_generator: torch.Generator | None
 
-    def state_dict(self, progress: Progress, wandb_run_id: str | None, rng: list[dict[str, Any]]) -> dict[str, Any]:
-        """The ``training_state`` of ``last.pt``, with ``rng`` from :func:`capture_rng_all_ranks`."""
+    def state_dict(self, progress: Progress, wandb_run_id: str | None, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+        """The ``training_state`` of ``last.pt``, with ``ranks`` from :func:`gather_rank_states`."""
         return {
             "next_epoch": progress.next_epoch,
+            "batch": progress.batch,
             "step": progress.step,
             "monitor": self.monitor.state_dict(),
             "history": progress.history,
@@ -132,12 +147,13 @@ class Resumable:
             "scaler": self.scaler.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "early_stopping": self.early_stopping.state_dict(),
-            "rng": rng,
+            "rng": [rank["rng"] for rank in ranks],
+            "epoch_totals": [rank["totals"] for rank in ranks],
             "wandb_run_id": wandb_run_id,
         }
 
     def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> Progress:
-        """Restore every component and this rank's RNG streams; returns where the loop continues."""
+        """Restore every component; returns where the loop continues, with this rank's sums of the epoch."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -147,8 +163,78 @@ class Resumable:
             self.ema.load_state_dict(state["ema"])
         self.monitor.load_state_dict(state["monitor"])
         self.early_stopping.load_state_dict(state["early_stopping"])
+        batch, ranks = int(state.get("batch", 0)), state.get("epoch_totals") or []
+        if batch and len(ranks) != _world_size():
+            log.warning(
+                "last.pt was written by %d processes, this run has %d: epoch %d continues at batch %d "
+                "with other shards (not an exact resume)", len(ranks), _world_size(), state["next_epoch"], batch
+            )  # fmt: skip
+        totals = EpochTotals(**ranks[rank]) if batch and rank < len(ranks) else EpochTotals(batches=batch)
+        return Progress(state["next_epoch"], state["step"], list(state["history"]), totals)
+
+    def restore_rng(self, state: dict[str, Any], rank: int = 0) -> None:
+        """This rank's RNG streams, and the loader's generator as the epoch to run next began."""
         rng = state["rng"]
         if rank >= len(rng):
             log.warning("last.pt holds RNG states for %d processes; rank %d starts from rank 0's", len(rng), rank)
         restore_rng(rng[rank] if rank < len(rng) else rng[0], self.loader_generator)
-        return Progress(state["next_epoch"], state["step"], list(state["history"]))
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class CheckpointWriter:
+    """Writes bundles in a background thread, in order, from copies taken when they are handed over.
+
+    The training loop waits only for the copy (and for a write still in progress when the next one comes), not for
+    serialising and syncing to disk. :meth:`wait` returns once everything handed over is on disk.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def write(self, *bundles: tuple[Path, Bundle]) -> None:
+        """Write each ``(path, bundle)`` in turn (atomically, see :func:`save_bundle`) after the ones before."""
+        self.wait()
+        copies = [(path, _copied_bundle(bundle)) for path, bundle in bundles]
+        thread = threading.Thread(target=self._write, args=(copies,), name="checkpoint-writer")
+        thread.start()
+        self._thread = thread
+
+    def _write(self, bundles: list[tuple[Path, Bundle]]) -> None:
+        try:
+            for path, bundle in bundles:
+                save_bundle(path, bundle)
+        except BaseException as error:  # raised in the training thread by the next wait()
+            self._error = error
+
+    def wait(self) -> None:
+        """Until every bundle handed over is written (a Ctrl-C meanwhile lets it finish); re-raises a write's error."""
+        if self._thread is not None:
+            try:
+                self._thread.join()
+            except KeyboardInterrupt:
+                self._thread.join()
+                raise
+            finally:
+                self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
+def _copied_bundle(bundle: Bundle) -> Bundle:
+    return Bundle(**{f.name: _copied(getattr(bundle, f.name)) for f in dataclasses.fields(bundle)})
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with every dict, list and tensor copied (tensors onto the CPU): training may change the originals."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(item) for item in value)
+    return value

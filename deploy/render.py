@@ -1,0 +1,73 @@
+"""Render a deploy manifest: its ``${NAME}`` placeholders filled from ``deploy/images.env``, the environment
+and ``NAME=VALUE`` arguments (later ones win). A placeholder left without a value is an error.
+
+    python deploy/render.py deploy/cloudrun/service.yaml IMAGE_TAG=sha-... MODEL_URI=gs://... > service.yaml
+    python deploy/render.py deploy/pytorchjob.yaml | kubectl apply -f -
+    python deploy/render.py --env >> "$GITHUB_ENV"        # the image names, for a workflow
+
+Besides the file's values: ``TRAIN_IMAGE`` and ``API_IMAGE`` (``IMAGE_REPOSITORY/image-classifier-{train,api}``),
+``GCP_IMAGE_REPOSITORY`` (``IMAGE_REPOSITORY`` through ``GCP_IMAGE_MIRROR``), ``GCP_TRAIN_IMAGE``,
+``GCP_API_IMAGE``, and ``IMAGE_TAG`` (``latest`` unless given). Needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+IMAGES_ENV = Path(__file__).with_name("images.env")
+IMAGE_NAMES = {"TRAIN_IMAGE": "image-classifier-train", "API_IMAGE": "image-classifier-api"}
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """``NAME=VALUE`` lines of ``path``; ``#`` starts a comment line."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", name):
+            raise SystemExit(f"error: {path}:{number} is not NAME=VALUE: {line!r}")
+        values[name] = value
+    return values
+
+
+def variables(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Every value a manifest can use: the file's, the derived image names, then the environment and overrides."""
+    values = {"IMAGE_TAG": "latest", **read_env(IMAGES_ENV)}
+    values |= {name: os.environ[name] for name in os.environ if PLACEHOLDER.fullmatch(f"${{{name}}}")}
+    values |= overrides or {}
+    repository, mirror = values["IMAGE_REPOSITORY"].rstrip("/"), values["GCP_IMAGE_MIRROR"].rstrip("/")
+    values.setdefault("GCP_IMAGE_REPOSITORY", f"{mirror}/{repository.split('/', 1)[1]}")
+    for name, image in IMAGE_NAMES.items():
+        values.setdefault(name, f"{repository}/{image}")
+        values.setdefault(f"GCP_{name}", f"{values['GCP_IMAGE_REPOSITORY']}/{image}")
+    return values
+
+
+def render(text: str, values: dict[str, str]) -> str:
+    """``text`` with each ``${NAME}`` replaced; raises listing the names that have no value."""
+    missing = sorted({name for name in PLACEHOLDER.findall(text) if name not in values})
+    if missing:
+        raise SystemExit(f"error: no value for {', '.join(missing)}: pass NAME=VALUE or set it in the environment.")
+    return PLACEHOLDER.sub(lambda match: values[match.group(1)], text)
+
+
+def main(argv: list[str]) -> int:
+    assignments = [arg for arg in argv if "=" in arg]
+    files = [arg for arg in argv if "=" not in arg and arg != "--env"]
+    values = variables(dict(arg.split("=", 1) for arg in assignments))
+    if "--env" in argv:
+        names = ["IMAGE_REPOSITORY", "GCP_IMAGE_REPOSITORY", *IMAGE_NAMES, *(f"GCP_{name}" for name in IMAGE_NAMES)]
+        print("\n".join(f"{name}={values[name]}" for name in names))
+    for file in files:
+        sys.stdout.write(render(Path(file).read_text(), values))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
