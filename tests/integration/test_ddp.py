@@ -182,9 +182,15 @@ def _wait_for_training(job: subprocess.Popen[str], marker: Path, writes: int = 1
         with contextlib.suppress(FileNotFoundError):
             seen.add(marker.stat().st_ino)
         time.sleep(0.005)
-    workers = [p for p in psutil.Process(job.pid).children(recursive=True) if "LOCAL_RANK" in p.environ()]
+    workers = _workers(psutil.Process(job.pid))
     assert len(workers) == 2
     return workers
+
+
+def _workers(launcher: psutil.Process) -> list[psutil.Process]:
+    """The processes torchrun started under ``launcher`` (given a LOCAL_RANK), not their own children (W&B's)."""
+    ranked = {p.pid: p for p in launcher.children(recursive=True) if "LOCAL_RANK" in p.environ()}
+    return [p for p in ranked.values() if p.ppid() not in ranked]
 
 
 def _kill_tree(pid: int) -> None:

@@ -50,7 +50,15 @@ def test_finetune_cpu_probes_then_fine_tunes_and_serves_at_the_eval_size(
     assert "Apache-2.0" in (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
 
 
-@pytest.mark.parametrize("experiment", ["animals_v2", "cifar10", "cats_vs_dogs"])
+# cats_vs_dogs runs by default; the two 10-class recipes (the same code path, minutes on 2 CPU cores) are slow
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        pytest.param("animals_v2", marks=pytest.mark.slow),
+        pytest.param("cifar10", marks=pytest.mark.slow),
+        "cats_vs_dogs",
+    ],
+)
 def test_gpu_recipes_run_on_the_cpu_from_offline_weights(
     compose_config: ComposeFn,
     tiny_data_root: Path,
