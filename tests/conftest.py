@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,15 @@ TINY_OVERRIDES = [
     "trainer.device=cpu",
     "logger=none",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _own_wandb_service_per_test() -> Iterator[None]:
+    """A test that ran W&B in this process leaves its service's address in ``WANDB_SERVICE``; tear it down, so
+    that the training processes later tests start (torchrun workers among them) each start their own."""
+    yield
+    if "wandb" in sys.modules and os.environ.get("WANDB_SERVICE"):
+        sys.modules["wandb"].teardown()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sized
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -20,7 +20,7 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from image_classifier.errors import ConfigError, UserError
 
@@ -224,52 +224,49 @@ def wrap_model(
 
 
 class ResumableSampler(Sampler[int]):
-    """A training order that can start part-way through an epoch, for a run resumed from a checkpoint inside it.
+    """The training order: each rank's shard of a permutation drawn from ``seed`` and the epoch alone, so a resumed
+    run draws it again; after :meth:`start_at` the next pass begins part-way through it.
 
-    It yields ``sampler``'s indices; after :meth:`start_at` the next pass skips the epoch's first ``start``
-    indices (the permutation is drawn as usual, the skipped samples are never loaded) and later passes are whole.
-    ``len()`` counts what the next pass yields.
+    The next pass skips the first ``start`` indices of the epoch's shard (the skipped samples are never loaded);
+    later passes are whole. ``len()`` counts what the next pass yields.
     """
 
-    def __init__(self, sampler: Sampler[int]) -> None:
-        self.sampler = sampler
+    def __init__(self, dataset: Any, seed: int, world_size: int = 1, rank: int = 0) -> None:
+        self.shard: DistributedSampler[Any] = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
         self.start = 0
 
     def start_at(self, start: int) -> None:
         self.start = start
 
     def set_epoch(self, epoch: int) -> None:
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+        self.shard.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
         start, self.start = self.start, 0
-        return itertools.islice(iter(self.sampler), start, None)
+        return itertools.islice(iter(self.shard), start, None)
 
     def __len__(self) -> int:
-        return max(0, len(cast(Sized, self.sampler)) - self.start)
+        return max(0, len(self.shard) - self.start)
 
 
-def sampler_for(
-    dataset: Any, training: bool, seed: int, generator: torch.Generator | None = None
-) -> Sampler[int] | None:
+def sampler_for(dataset: Any, training: bool, seed: int) -> Sampler[int] | None:
     """The sampler of a split's loader.
 
-    Training: a :class:`ResumableSampler` over a DistributedSampler (each rank its shard, reshuffled per epoch
-    from ``seed``) under torchrun, else over a RandomSampler drawing from ``generator``. Evaluation: a
-    non-shuffling DistributedSampler under torchrun, else None (in order).
+    Training: a :class:`ResumableSampler`, reshuffled every epoch (:func:`set_epoch`), this rank's shard under
+    torchrun. Evaluation: a non-shuffling DistributedSampler under torchrun, else None (in order).
     """
-    if not is_initialized():
-        return ResumableSampler(RandomSampler(dataset, generator=generator)) if training else None
-    here = topology()
-    shard: DistributedSampler[Any] = DistributedSampler(
-        dataset, num_replicas=here.world_size, rank=here.rank, shuffle=training, seed=seed, drop_last=training
-    )
-    return ResumableSampler(shard) if training else shard
+    here = topology() if is_initialized() else Topology()
+    if training:
+        return ResumableSampler(dataset, seed, here.world_size, here.rank)
+    if here.world_size == 1:
+        return None
+    return DistributedSampler(dataset, num_replicas=here.world_size, rank=here.rank, shuffle=False)
 
 
 def set_epoch(loaders: Mapping[str, DataLoader], epoch: int) -> None:
-    """Reshuffle every DistributedSampler for ``epoch`` (each epoch must see a different order)."""
+    """Reshuffle every training sampler (and DistributedSampler) for ``epoch``: each epoch has its own order."""
     for loader in loaders.values():
         if isinstance(loader.sampler, (DistributedSampler, ResumableSampler)):
             loader.sampler.set_epoch(epoch)

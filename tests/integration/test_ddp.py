@@ -41,8 +41,8 @@ def torchrun(nproc: int, overrides: list[str], **kwargs: object) -> subprocess.P
 
 def test_two_processes_write_one_run_dir_with_one_checkpoint_set(tiny_data_root: Path, tmp_path: Path) -> None:
     # %f (microseconds) would give every rank its own dir if each read its own clock
-    run_dir = f"{tmp_path}/runs/${{launch_time:%H-%M-%S-%f}}"
-    overrides = [*TINY_OVERRIDES, f"data.root={tiny_data_root}", f"hydra.run.dir={run_dir}"]
+    run_dirs = f"{tmp_path}/runs/${{launch_time:%H-%M-%S-%f}}"
+    overrides = [*TINY_OVERRIDES, f"data.root={tiny_data_root}", f"hydra.run.dir={run_dirs}"]
     job = torchrun(2, overrides, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     output, _ = job.communicate(timeout=300)
     assert job.returncode == 0, output
@@ -175,12 +175,12 @@ def test_a_worker_killed_inside_an_epoch_is_restarted_and_the_run_ends_as_if_nev
 
 def _wait_for_training(job: subprocess.Popen[str], marker: Path, writes: int = 1) -> list[psutil.Process]:
     """The job's two worker processes, once ``marker`` has been written ``writes`` times (a new file each)."""
-    deadline, seen = time.monotonic() + 240, set()
+    deadline, seen = time.monotonic() + 240, set[tuple[int, int]]()
     while len(seen) < writes:
         assert job.poll() is None, "the job ended before training started"
         assert time.monotonic() < deadline, "training never started"
         with contextlib.suppress(FileNotFoundError):
-            seen.add(marker.stat().st_ino)
+            seen.add(_version(marker))
         time.sleep(0.005)
     workers = _workers(psutil.Process(job.pid))
     assert len(workers) == 2
@@ -211,3 +211,9 @@ def test_invoke_train_launches_torchrun_with_the_overrides() -> None:
         check=True,
     )
     assert "--standalone --nproc_per_node=2 -m image_classifier.train trainer.max_epochs=1 logger=none" in result.stdout
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """Which write of ``path`` is there: inode and modification time (a rename's inode may be one used before)."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns

@@ -127,10 +127,10 @@ def _train_process(data_root: Path, run_dir: Path, *extra: str) -> subprocess.Po
 
 def _after_rewrites(path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
     """Return once ``path`` has been written ``count`` times (each write renames a new file into place)."""
-    seen: set[int] = set()
+    seen: set[tuple[int, int]] = set()
     while len(seen) < count and process.poll() is None:
         with contextlib.suppress(FileNotFoundError):
-            seen.add(path.stat().st_ino)
+            seen.add(_version(path))
         time.sleep(0.002)
 
 
@@ -177,3 +177,9 @@ def test_resumed_run_continues_the_same_wandb_run(
     offline_runs = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(offline_runs) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline_runs)
     assert torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["lineage"]["wandb_run_id"] == run_id
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """Which write of ``path`` is there: inode and modification time (a rename's inode may be one used before)."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_mtime_ns

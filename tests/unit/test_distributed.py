@@ -92,27 +92,40 @@ class _Recorded(Dataset):
         return index
 
 
-def _train_loader(dataset: Dataset, generator: torch.Generator) -> DataLoader:
-    sampler = sampler_for(dataset, training=True, seed=0, generator=generator)
-    return DataLoader(dataset, batch_size=2, sampler=sampler, drop_last=True, generator=generator)
+def _train_loader(dataset: Dataset, workers: int = 0) -> DataLoader:
+    sampler = sampler_for(dataset, training=True, seed=0)
+    return DataLoader(
+        dataset, batch_size=2, sampler=sampler, drop_last=True, num_workers=workers, persistent_workers=workers > 0
+    )
 
 
-def test_a_pass_started_at_a_batch_yields_the_rest_of_the_epoch_without_loading_the_skipped_samples() -> None:
-    dataset, generator = _Recorded(), torch.Generator().manual_seed(5)
-    loader = _train_loader(dataset, generator)
-    epoch_start = generator.get_state()
-    full = [batch.tolist() for batch in loader]
-    next_epoch = generator.get_state()
+def _passes(loader: DataLoader, epochs: list[int]) -> list[list[list[int]]]:
+    passes = []
+    for epoch in epochs:
+        set_epoch({"train": loader}, epoch)
+        passes.append([batch.tolist() for batch in loader])
+    return passes
 
-    generator.set_state(epoch_start)  # what a resumed run restores from the checkpoint
-    dataset.loaded.clear()
-    start_at_batch(loader, 3)
-    assert len(loader) == 2
-    rest = [batch.tolist() for batch in loader]
-    assert rest == full[3:]
-    assert sorted(dataset.loaded) == sorted(i for batch in rest for i in batch)
-    assert torch.equal(generator.get_state(), next_epoch)  # the next epoch is drawn as without the interruption
-    assert len(loader) == 5 and len(list(loader)) == 5  # only the one pass starts late
+
+def test_each_epoch_has_its_own_order_which_a_pass_started_at_a_batch_continues() -> None:
+    dataset = _Recorded()
+    full = _passes(_train_loader(dataset), [0, 1, 2])
+    assert sorted(i for batch in full[0] for i in batch) == list(range(10)) and full[0] != full[1]
+
+    fresh = _Recorded()
+    resumed = _train_loader(fresh)  # a new process: the order comes from the seed and the epoch alone
+    set_epoch({"train": resumed}, 1)
+    start_at_batch(resumed, 3)
+    assert len(resumed) == 2
+    rest = [batch.tolist() for batch in resumed]
+    assert rest == full[1][3:]
+    assert sorted(fresh.loaded) == sorted(i for batch in rest for i in batch)  # the skipped: never loaded
+    assert _passes(resumed, [2]) == [full[2]] and len(resumed) == 5  # the next pass is whole
+
+
+def test_the_order_does_not_depend_on_the_loaders_workers() -> None:
+    """Persistent workers draw their seeds once per process, not per epoch: the order must not come from there."""
+    assert _passes(_train_loader(_Recorded(), workers=1), [0, 1, 2]) == _passes(_train_loader(_Recorded()), [0, 1, 2])
 
 
 def test_only_a_resumable_training_loader_starts_inside_an_epoch() -> None:

@@ -88,8 +88,7 @@ def split_loader(
     on_device = bool(getattr(images, "on_device", False))  # batches made on the GPU: no pinning
     workers = 0 if getattr(images, "in_process", False) else resolve_num_workers(data_cfg.num_workers, device)
     batch_size = per_rank_batch_size(int(data_cfg.batch_size))
-    generator = torch.Generator().manual_seed(seed + topology().rank)  # per-rank shuffling and worker seeds
-    sampler = sampler_for(images, training, seed, generator)  # training: resumable inside an epoch
+    sampler = sampler_for(images, training, seed)  # training: an order per epoch, resumable inside it
     return DataLoader(
         images,
         batch_size=batch_size,
@@ -99,7 +98,7 @@ def split_loader(
         pin_memory=bool(data_cfg.pin_memory) and torch.cuda.is_available() and not on_device,
         persistent_workers=workers > 0,
         prefetch_factor=int(data_cfg.get("prefetch_factor") or 2) if workers > 0 else None,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed + topology().rank),  # per-rank worker seeds
         collate_fn=CachedImages.collate if isinstance(images, CachedImages) else None,
     )
 

@@ -227,7 +227,6 @@ class TrainingRun:
         trainer, loaders = self.cfg.trainer, self.data.loaders
         dist.set_epoch(loaders, epoch)
         dist.start_at_batch(loaders["train"], self.progress.batch)  # resumed from a checkpoint inside the epoch
-        self.epoch_loader_state = self.loader_state()  # the epoch's order is drawn from it
         apply_head_warmup(self.model, epoch, trainer.head_warmup_epochs)
         train_metrics, self.progress.step = train_one_epoch(
             self.train_model, loaders["train"], self.loss_fn, self.optimizer, self.scheduler, self.scaler,
@@ -252,11 +251,7 @@ class TrainingRun:
         every = trainer.checkpoint_every_n_steps
         if every and state.step % every == 0 and state.batch < state.batches:  # the epoch's end has its own
             history = self.progress.history
-            self.save_last(self.progress.next_epoch - 1, history[-1] if history else {}, self.epoch_loader_state)
-
-    def loader_state(self) -> torch.Tensor | None:
-        generator = self.data.loaders["train"].generator
-        return generator.get_state() if generator is not None else None
+            self.save_last(self.progress.next_epoch - 1, history[-1] if history else {})
 
     def validate(self, net: nn.Module, prefix: str) -> dict[str, float]:
         logits, targets = predict(
@@ -278,15 +273,13 @@ class TrainingRun:
         if self.monitor.update(value, epoch) and dist.is_main():
             best_weights = self.ema.module if self.ema is not None else self.model
             best.append((self.checkpoints / "best.pt", self.bundle(metrics, epoch, best_weights)))
-        self.save_last(epoch, metrics, self.loader_state(), *best)
+        self.save_last(epoch, metrics, *best)
 
-    def save_last(
-        self, epoch: int, metrics: dict[str, float], loader_state: torch.Tensor | None, *before: tuple[Path, Bundle]
-    ) -> None:
+    def save_last(self, epoch: int, metrics: dict[str, float], *before: tuple[Path, Bundle]) -> None:
         """``last.pt`` (after the bundles ``before``): the weights and training state after ``epoch``, the last
-        complete one, and inside an epoch its batches so far; ``loader_state`` is the loader generator's as the
-        epoch to continue began. Written in the background from a copy taken now."""
-        ranks = gather_rank_states(loader_state, self.progress.epoch_totals)  # every rank: each has its own streams
+        complete one, and inside an epoch its batches so far. Written in the background from a copy taken now."""
+        train_loader = self.data.loaders["train"]
+        ranks = gather_rank_states(train_loader.generator, self.progress.epoch_totals)  # each rank its own streams
         if dist.is_main():
             state = self.resumable.state_dict(self.progress, self.tracker.run_id, ranks)
             last = self.bundle(metrics, epoch, self.model, training_state=state)

@@ -56,13 +56,10 @@ def restore_rng(state: dict[str, Any], loader_generator: torch.Generator | None 
         loader_generator.set_state(state["loader"])
 
 
-def gather_rank_states(loader_state: torch.Tensor | None, totals: EpochTotals) -> list[dict[str, Any]]:
-    """Every rank's RNG streams and running sums of the epoch, in rank order (one entry outside torchrun).
-
-    ``loader_state`` is the training loader's generator as the epoch in progress began (or, between epochs,
-    as the next one will begin): a resumed run draws that epoch's order again from it. Call it on every rank.
-    """
-    state = {"rng": {**capture_rng(), "loader": loader_state}, "totals": asdict(totals)}
+def gather_rank_states(loader_generator: torch.Generator | None, totals: EpochTotals) -> list[dict[str, Any]]:
+    """Every rank's RNG streams (:func:`capture_rng`) and running sums of the epoch, in rank order (one entry
+    outside torchrun). Call it on every rank."""
+    state = {"rng": capture_rng(loader_generator), "totals": asdict(totals)}
     if not (dist.is_available() and dist.is_initialized()):
         return [state]
     states: list[Any] = [None] * dist.get_world_size()
@@ -173,7 +170,7 @@ class Resumable:
         return Progress(state["next_epoch"], state["step"], list(state["history"]), totals)
 
     def restore_rng(self, state: dict[str, Any], rank: int = 0) -> None:
-        """This rank's RNG streams, and the loader's generator as the epoch to run next began."""
+        """This rank's RNG streams, the training loader's generator among them."""
         rng = state["rng"]
         if rank >= len(rng):
             log.warning("last.pt holds RNG states for %d processes; rank %d starts from rank 0's", len(rng), rank)
