@@ -50,6 +50,23 @@ def test_finetune_cpu_probes_then_fine_tunes_and_serves_at_the_eval_size(
     assert "Apache-2.0" in (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
 
 
+def test_a_fine_tune_that_learns_worse_than_the_probe_keeps_the_probed_model(
+    compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path, offline_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe's model is best.pt's first candidate; a learning rate that wrecks the backbone never replaces it."""
+    overrides = ["experiment=finetune_cpu", *TINY, f"data.root={tiny_data_root}", "data.image_size=32"]
+    cfg = compose_config(overrides=[*overrides, "optimizer.lr=50", "optimizer.layer_decay=null"])
+    metrics = _train_with_offline_weights(cfg, offline_root, monkeypatch)
+    assert metrics["val/accuracy"] < metrics["probe/val_accuracy"]  # the fine-tune learned worse
+    assert metrics["best/epoch"] == -1 and metrics["best/val/accuracy"] == metrics["probe/val_accuracy"]
+    bundle = load_bundle(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert bundle.epoch == -1 and bundle.metrics["test/accuracy"] == metrics["test/accuracy"]
+    assert (
+        "the linear probe's head, before fine-tuning"
+        in (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
+    )
+
+
 # cats_vs_dogs runs by default; the two 10-class recipes (the same code path, minutes on 2 CPU cores) are slow
 @pytest.mark.parametrize(
     "experiment",
@@ -66,11 +83,11 @@ def test_gpu_recipes_run_on_the_cpu_from_offline_weights(
     monkeypatch: pytest.MonkeyPatch,
     experiment: str,
 ) -> None:
-    """The whole recipe (warm-up, Mixup/CutMix, EMA, layer decay, bf16 autocast) with EfficientNet-Lite0."""
+    """The whole recipe (linear probe, Mixup/CutMix, EMA, layer decay, bf16 autocast) with EfficientNet-Lite0."""
     overrides = [f"experiment={experiment}", "model=efficientnet_lite0", *TINY, f"data.root={tiny_data_root}"]
     overrides += ["data.image_size=32", "trainer.max_epochs=2", "trainer.precision=bf16-mixed"]
     cfg = compose_config(overrides=overrides)
-    assert cfg.trainer.ema.enabled and cfg.trainer.head_warmup_epochs == 1 and cfg.optimizer.layer_decay
+    assert cfg.trainer.ema.enabled and cfg.trainer.linear_probe.enabled and cfg.optimizer.layer_decay
     metrics = _train_with_offline_weights(cfg, offline_root, monkeypatch)
     assert all(v == v for v in metrics.values())  # no NaN in bf16
     assert "val_ema/accuracy" in metrics and os.path.isfile(cfg.paths.output_dir + "/checkpoints/best.pt")

@@ -121,7 +121,7 @@ def render_model_card(bundle: Bundle, data_summary: dict[str, Any] | None = None
     monitor = ema_metric_name(monitor) if (trainer.get("ema") or {}).get("enabled") else monitor
     sections = [
         f"# Model card: {bundle.model_name} on {dataset}",
-        f"{bundle.model_name} {_weights_source(bundle.config, lineage)}, best epoch {bundle.epoch} "
+        f"{bundle.model_name} {_weights_source(bundle.config, lineage)}, best: {_best_epoch(bundle.epoch)} "
         f"(by `{monitor}`). "
         f"Load it with `image_classifier.checkpoint.load_bundle(...)`.",
         "## Model\n\n"
@@ -175,3 +175,8 @@ def write_model_card(bundle_path: Path, data_summary: dict[str, Any] | None = No
     card = bundle_path.with_name(CARD_NAME)
     card.write_text(render_model_card(load_bundle(bundle_path), data_summary))
     return card
+
+
+def _best_epoch(epoch: int) -> str:
+    """Epoch -1 is the linear probe's model, before any fine-tuning."""
+    return "the linear probe's head, before fine-tuning" if epoch < 0 else f"epoch {epoch}"

@@ -213,6 +213,8 @@ class TrainingRun:
         """
         if self.resumed is not None:
             self.resumable.restore_rng(self.resumed.training_state, self.rank)
+        elif self.probe_metrics:
+            self.checkpoint_probe()
         while self.progress.next_epoch < self.cfg.trainer.max_epochs and not self.stopper.stopped:
             epoch = self.progress.next_epoch
             metrics = self.train_epoch(epoch)
@@ -221,6 +223,19 @@ class TrainingRun:
             self.tracker.log(metrics, step=self.progress.step)
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k != "epoch"))
             self.checkpoint(epoch, metrics)
+
+    def checkpoint_probe(self) -> None:
+        """The linear probe's model is the first candidate for ``best.pt`` (as epoch -1): fine-tuning replaces it
+        only by beating its validation metric, so a fine-tune that learns worse than the probe never ships."""
+        metrics = self.validate(self.train_model, "val")
+        if self.ema is not None:  # the EMA weights start as a copy of the probed model
+            metrics |= {key.replace("val/", "val_ema/", 1): value for key, value in metrics.items()}
+        self.probe_metrics |= {
+            key.replace("val/", "probe/val_", 1): metrics[key] for key in ("val/accuracy", "val/loss")
+        }
+        self.tracker.log(metrics, step=self.progress.step)
+        log.info("linear probe: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        self.checkpoint(-1, {"epoch": -1, **metrics})
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split, then validation (of the EMA weights too); the epoch's metrics."""
