@@ -20,7 +20,7 @@ def test_experiment_is_a_pretrained_gpu_fine_tuning_recipe(compose_config: Compo
     cfg = compose_config("train", [f"experiment={experiment}"])
     assert cfg.data.name == experiment and cfg.model.name == "convnextv2_atto" and cfg.model.pretrained
     assert cfg.trainer.device == "cuda" and cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last
-    assert cfg.trainer.ema.enabled and cfg.trainer.head_warmup_epochs >= 1 and cfg.trainer.early_stopping.patience
+    assert cfg.trainer.ema.enabled and cfg.trainer.linear_probe.enabled and cfg.trainer.early_stopping.patience
     assert cfg.logger.group == experiment
 
     classes = EXPERIMENTS[experiment]
