@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -16,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
+from tests.helpers.rewrites import wait_for_rewrites
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 # the same global batch (32) and learning rate for 1 and 2 processes, trained to a plateau
@@ -175,13 +174,8 @@ def test_a_worker_killed_inside_an_epoch_is_restarted_and_the_run_ends_as_if_nev
 
 def _wait_for_training(job: subprocess.Popen[str], marker: Path, writes: int = 1) -> list[psutil.Process]:
     """The job's two worker processes, once ``marker`` has been written ``writes`` times (a new file each)."""
-    deadline, seen = time.monotonic() + 240, set[tuple[int, int]]()
-    while len(seen) < writes:
-        assert job.poll() is None, "the job ended before training started"
-        assert time.monotonic() < deadline, "training never started"
-        with contextlib.suppress(FileNotFoundError):
-            seen.add(_version(marker))
-        time.sleep(0.005)
+    started = wait_for_rewrites(marker, writes, lambda: job.poll() is None, poll_s=0.005, timeout_s=240)
+    assert started, "the job ended before training started"
     workers = _workers(psutil.Process(job.pid))
     assert len(workers) == 2
     return workers
@@ -211,9 +205,3 @@ def test_invoke_train_launches_torchrun_with_the_overrides() -> None:
         check=True,
     )
     assert "--standalone --nproc_per_node=2 -m image_classifier.train trainer.max_epochs=1 logger=none" in result.stdout
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Which write of ``path`` is there: inode and modification time (a rename's inode may be one used before)."""
-    stat = path.stat()
-    return stat.st_ino, stat.st_mtime_ns

@@ -26,6 +26,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
+from tests.helpers.rewrites import wait_for_rewrites
 
 RDZV_PORT = 29400
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -294,13 +295,8 @@ def _invoke_train(node_rank: int, rdzv: Host, overrides: list[str], *options: st
 
 def _after_rewrites(path: Path, count: int, job: Job) -> None:
     """Return once ``path`` has been written ``count`` times (each write renames a new file into place)."""
-    seen: set[tuple[int, int]] = set()
-    while len(seen) < count:
-        if any(process.poll() is not None for process in job.processes.values()):
-            pytest.fail(f"the job ended before {path} was written {count} times:\n{job.tails()}")
-        with contextlib.suppress(FileNotFoundError):
-            seen.add(_version(path))
-        time.sleep(0.002)
+    if not wait_for_rewrites(path, count, lambda: all(p.poll() is None for p in job.processes.values())):
+        pytest.fail(f"the job ended before {path} was written {count} times:\n{job.tails()}")
 
 
 @pytest.mark.slow
@@ -338,9 +334,3 @@ def test_a_worker_killed_inside_an_epoch_is_restarted_and_the_job_ends_as_if_nev
     run_id = torch.load(last, map_location="cpu", weights_only=True)["training_state"]["wandb_run_id"]
     offline = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(offline) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline)
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Which write of ``path`` is there: inode and modification time (a rename's inode may be one used before)."""
-    stat = path.stat()
-    return stat.st_ino, stat.st_mtime_ns

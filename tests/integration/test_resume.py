@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ import torch
 from image_classifier.errors import ConfigError
 from image_classifier.train import train
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES, ComposeFn, compose
+from tests.helpers.rewrites import wait_for_rewrites
 
 DETERMINISTIC = ["trainer.seed=3", "trainer.deterministic=true", "model.kwargs.width=8", "data.num_workers=0"]
 BATCHES_PER_EPOCH = 10  # 80 training images in batches of 8
@@ -125,15 +125,6 @@ def _train_process(data_root: Path, run_dir: Path, *extra: str) -> subprocess.Po
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def _after_rewrites(path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
-    """Return once ``path`` has been written ``count`` times (each write renames a new file into place)."""
-    seen: set[tuple[int, int]] = set()
-    while len(seen) < count and process.poll() is None:
-        with contextlib.suppress(FileNotFoundError):
-            seen.add(_version(path))
-        time.sleep(0.002)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("extra", "writes", "inside_epoch"),
@@ -149,7 +140,7 @@ def test_sigkilled_run_resumed_from_the_command_line_matches_an_uninterrupted_on
     run_dir = tmp_path / "killed"
     killed = _train_process(tiny_data_root, run_dir, *extra)
     last = run_dir / "checkpoints" / "last.pt"
-    _after_rewrites(last, writes, killed)
+    wait_for_rewrites(last, writes, lambda: killed.poll() is None)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait(timeout=60) == -signal.SIGKILL
     state = torch.load(last, weights_only=True)["training_state"]
@@ -177,9 +168,3 @@ def test_resumed_run_continues_the_same_wandb_run(
     offline_runs = sorted(run_dir.glob("wandb/offline-run-*"))
     assert len(offline_runs) == 2 and all(path.name.endswith(f"-{run_id}") for path in offline_runs)
     assert torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["lineage"]["wandb_run_id"] == run_id
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Which write of ``path`` is there: inode and modification time (a rename's inode may be one used before)."""
-    stat = path.stat()
-    return stat.st_ino, stat.st_mtime_ns
