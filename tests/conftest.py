@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -44,6 +45,14 @@ TINY_OVERRIDES = [
     "trainer.device=cpu",
     "logger=none",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A shell that starts the tests in the background (``invoke test &``) leaves Ctrl-C ignored in them, and the
+    tests that interrupt a run send SIGINT: give this process Python's handler back (the processes it starts then
+    get the default disposition, and Python's handler in turn)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
