@@ -23,6 +23,7 @@ from image_classifier.training import optim
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 AUGMENT_DEVICES = ("auto", "cuda", "workers")
+RE_MODES = ("pixel", "rand", "const")  # timm RandomErasing fills
 MIXUP_MODES = ("batch", "pair", "elem")
 LOGGERS = ("none", "wandb")
 SPLITS = ("train", "val", "test")
@@ -90,6 +91,7 @@ def check_data(cfg: DictConfig) -> None:
     _range_pair(cfg, "data.augment.scale", 0, 1)
     _range_pair(cfg, "data.augment.ratio", 0, None)
     _fraction(cfg, "data.augment.hflip", "data.augment.vflip", "data.augment.re_prob")
+    _choice(cfg, "data.augment.re_mode", RE_MODES)
 
 
 def check_model(cfg: DictConfig) -> None:
@@ -145,6 +147,8 @@ def check_trainer(cfg: DictConfig) -> None:
     _at_least(cfg, 0, "trainer.head_warmup_epochs", "trainer.linear_probe.weight_decay")
     _at_least(cfg, 0, "trainer.mixup.mixup_alpha", "trainer.mixup.cutmix_alpha", "trainer.early_stopping.min_delta")
     _at_least(cfg, 1, "trainer.early_stopping.patience", "trainer.checkpoint_every_n_steps", optional=True)
+    _at_least(cfg, 8, "trainer.linear_probe.image_size", optional=True)
+    _at_least(cfg, 0, "trainer.linear_probe.stop_margin", optional=True)
     clip = _value(cfg, "trainer.clip_grad_norm")
     if clip is not None and clip <= 0:
         raise _fail("trainer.clip_grad_norm", clip, "must be positive (or null for no clipping).")

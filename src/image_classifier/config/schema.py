@@ -24,6 +24,7 @@ class AugmentConfig:
     color_jitter: Any = None  # a strength, or [brightness, contrast, saturation(, hue)]
     auto_augment: str | None = None
     re_prob: float = 0.0
+    re_mode: str = "pixel"  # random erasing fill: pixel | rand | const
 
 
 @dataclass
@@ -96,6 +97,8 @@ class LinearProbeConfig:
     enabled: bool = False
     weight_decay: float = 1.0e-4
     max_iter: int = 200
+    image_size: int | None = None  # features at this size (null: data.eval_image_size, the evaluation's)
+    stop_margin: float | None = None  # stop fine-tuning when an epoch validates this far below the probe
 
 
 @dataclass
@@ -140,6 +143,7 @@ class TrainerConfig:
     accumulate_grad_batches: int = 1
     head_warmup_epochs: int = 0
     freeze_bn_stats: bool = False
+    bn_eval: bool = False
     linear_probe: LinearProbeConfig = field(default_factory=LinearProbeConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)

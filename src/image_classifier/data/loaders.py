@@ -55,6 +55,7 @@ def build_transforms(data_cfg: Any, data_config: dict[str, Any], training: bool)
         color_jitter=augment.color_jitter,
         auto_augment=augment.auto_augment,
         re_prob=augment.re_prob,
+        re_mode=augment.get("re_mode") or "pixel",
         input_size=data_config["input_size"],
         interpolation=data_config.get("interpolation", "bilinear"),
         mean=data_config["mean"],

@@ -22,6 +22,7 @@ from PIL import Image
 from timm.data.auto_augment import augment_and_mix_transform, auto_augment_transform, rand_augment_transform
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import str_to_pil_interp
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as tf
 from torchvision.transforms.v2 import functional as tf2
 
@@ -38,8 +39,9 @@ class PilPolicy:
         params: dict[str, Any] = {
             "translate_const": int(size * 0.45),
             "img_mean": tuple(min(255, round(255 * m)) for m in mean),
-            "interpolation": str_to_pil_interp(interpolation),
         }
+        if interpolation != "random":  # timm's policies draw bilinear or bicubic themselves by default
+            params["interpolation"] = str_to_pil_interp(interpolation)
         if policy.startswith("rand"):
             self.policy = rand_augment_transform(policy, params)
         elif policy.startswith("augmix"):
@@ -104,15 +106,25 @@ class BatchResizedCrop:
     Cached training images are stored squashed to a square; ``sizes`` gives each image's real
     height and width, so crops are drawn in the real photo's geometry (its aspect ratio and its
     whole area, sides included) and mapped onto the stored pixels. Each crop is resized with
-    antialiasing, so a large crop is shrunk as timm's PIL transform shrinks it, not aliased.
+    antialiasing and the model's interpolation (``random``: bilinear or bicubic per image, as timm
+    draws it), so a crop is as sharp as timm's PIL transform makes it: a bilinear crop of a model
+    evaluated bicubic trains on blurrier pixels than it is tested on.
     """
 
     def __init__(
-        self, size: Sequence[int], scale: Sequence[float], ratio: Sequence[float], hflip: float, vflip: float
+        self,
+        size: Sequence[int],
+        scale: Sequence[float],
+        ratio: Sequence[float],
+        hflip: float,
+        vflip: float,
+        interpolation: str = "bilinear",
     ) -> None:
         self.size = [int(size[0]), int(size[1])]
         self.scale, self.ratio = tuple(float(s) for s in scale), tuple(float(r) for r in ratio)
         self.hflip, self.vflip = float(hflip), float(vflip)
+        random_modes = [InterpolationMode.BILINEAR, InterpolationMode.BICUBIC]
+        self.modes = random_modes if interpolation == "random" else [InterpolationMode(interpolation)]
 
     def __call__(self, images: torch.Tensor, sizes: np.ndarray | None = None) -> torch.Tensor:
         """``images`` uint8 N x C x H x W; ``sizes`` N x 2 real (height, width), default the stored size."""
@@ -125,10 +137,13 @@ class BatchResizedCrop:
         crop_h = (h * sy).round().clamp_(min=1).long().tolist()
         flip_x = (torch.rand(count) < self.hflip).tolist()
         flip_y = (torch.rand(count) < self.vflip).tolist()
+        modes = [self.modes[i] for i in torch.randint(len(self.modes), (count,)).tolist()]
         out = torch.empty((count, images.shape[1], *self.size), dtype=images.dtype, device=images.device)
         with one_cpu_thread():
             for i, image in enumerate(images):
-                crop = tf2.resized_crop(image, top[i], left[i], crop_h[i], crop_w[i], self.size, antialias=True)
+                crop = tf2.resized_crop(
+                    image, top[i], left[i], crop_h[i], crop_w[i], self.size, interpolation=modes[i], antialias=True
+                )
                 crop = crop.flip(-1) if flip_x[i] else crop
                 out[i] = crop.flip(-2) if flip_y[i] else crop
         return out
@@ -182,8 +197,8 @@ class BatchColorJitter:
 class TrainAugment:
     """The whole training augmentation for a uint8 batch: crop and flips, policy or jitter, normalise, erasing.
 
-    The crop is resampled bilinearly with antialiasing whatever the model's eval interpolation (the
-    cheaper kernel, with uint8 fast paths); the policy's rotations and shears are bilinear too.
+    The crop and the policy's rotations and shears are resampled with the model's interpolation
+    (``data_config["interpolation"]``), as timm's transform resamples them.
 
     With a ``device`` the batch is moved there first (uint8: a quarter of the float bytes) and augmented there.
     """
@@ -191,15 +206,17 @@ class TrainAugment:
     def __init__(self, augment: Any, data_config: dict[str, Any], device: torch.device | None = None) -> None:
         self.device = device
         size = data_config["input_size"][-2:]
-        self.crop = BatchResizedCrop(size, augment.scale, augment.ratio, augment.hflip, augment.vflip)
+        interpolation = str(data_config.get("interpolation") or "bilinear")
+        self.crop = BatchResizedCrop(size, augment.scale, augment.ratio, augment.hflip, augment.vflip, interpolation)
         policy = augment.get("auto_augment")
-        self.policy = PilPolicy(str(policy), min(size), data_config["mean"], "bilinear") if policy else None
+        self.policy = PilPolicy(str(policy), min(size), data_config["mean"], interpolation) if policy else None
         jitter = augment.get("color_jitter")
         use_jitter = jitter is not None and (not policy or "3a" in str(policy))  # timm: a policy replaces jitter
         self.jitter = BatchColorJitter(jitter) if use_jitter else None
         self.normalize = Normalize(data_config["mean"], data_config["std"])
         re_prob = float(augment.get("re_prob") or 0.0)
-        self.erase = RandomErasing(re_prob, mode="pixel", device="cpu") if re_prob > 0 else None
+        re_mode = str(augment.get("re_mode") or "pixel")
+        self.erase = RandomErasing(re_prob, mode=re_mode, device="cpu") if re_prob > 0 else None
 
     def __call__(self, images: torch.Tensor, sizes: np.ndarray | None = None) -> torch.Tensor:
         """uint8 N x 3 x H x W (``sizes``: each image's real height and width) -> normalised float32 batch."""

@@ -86,6 +86,7 @@ def train_one_epoch(
     mixup: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     ema: ModelEmaV3 | None = None,
     totals: EpochTotals | None = None,
+    bn_eval: bool = False,
 ) -> tuple[dict[str, float], int]:
     """One pass over ``loader``; returns mean loss and accuracy, and the updated global step.
 
@@ -93,9 +94,12 @@ def train_one_epoch(
     optimizer updates. ``mixup`` mixes each batch (accuracy is against the unmixed labels);
     ``ema`` is updated after every optimizer step. ``totals`` holds the epoch's batches already
     done when it resumes inside the epoch (``loader`` then yields only the rest); it is updated
-    after every batch, and ``on_step`` is called after every optimizer step.
+    after every batch, and ``on_step`` is called after every optimizer step. With ``bn_eval`` the BatchNorm
+    layers stay in inference mode: batches are normalised by the running statistics, which stay as they are.
     """
     model.train()
+    if bn_eval:
+        set_batchnorm_eval(model)
     totals = totals if totals is not None else EpochTotals()
     first = totals.batches
     length = first + len(loader)
@@ -119,6 +123,14 @@ def train_one_epoch(
         if on_step is not None and update:
             on_step(StepState(step=step, loss=batch_loss, lr=lr, batch=index + 1, batches=length))
     return totals.means(), step
+
+
+def set_batchnorm_eval(model: nn.Module) -> int:
+    """Put every BatchNorm layer of ``model`` in inference mode (its affine weights still train); returns the count."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.eval()
+    return len(layers)
 
 
 def _optimizer_step(

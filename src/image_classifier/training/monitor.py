@@ -40,27 +40,43 @@ class Monitor:
 
 @dataclass
 class EarlyStopping:
-    """Stops after ``patience`` epochs that did not beat the monitor's best by more than ``min_delta``.
+    """Stops after ``patience`` epochs that did not beat the monitor's best by more than ``min_delta``, or after
+    an epoch worse than ``reference`` (the linear probe's value) by more than ``margin``.
 
-    ``patience=None`` never stops. Call :meth:`observe` with an epoch's value before ``monitor.update``.
+    ``patience=None`` and ``margin=None`` never stop. Call :meth:`observe` with an epoch's value before
+    ``monitor.update``.
     """
 
     monitor: Monitor
     patience: int | None = None
     min_delta: float = 0.0
     bad_epochs: int = 0
+    reference: float | None = None
+    margin: float | None = None
+    below_reference: bool = False
 
     @property
     def stopped(self) -> bool:
-        return self.patience is not None and self.bad_epochs >= self.patience
+        return self.below_reference or (self.patience is not None and self.bad_epochs >= self.patience)
+
+    @property
+    def reason(self) -> str:
+        if self.below_reference:
+            return f"{self.monitor.name} fell more than {self.margin} below the linear probe's {self.reference:.4f}"
+        return f"no {self.monitor.name} improvement in {self.patience} epochs"
 
     def observe(self, value: float) -> bool:
         """Count one epoch; True when training should stop."""
         self.bad_epochs = 0 if self.monitor.is_better(value, self.min_delta) else self.bad_epochs + 1
+        if self.reference is not None and self.margin is not None and not math.isnan(value):
+            worse_by = self.reference - value if self.monitor.mode == "max" else value - self.reference
+            self.below_reference = worse_by > self.margin
         return self.stopped
 
-    def state_dict(self) -> dict[str, int]:
-        return {"bad_epochs": self.bad_epochs}
+    def state_dict(self) -> dict[str, Any]:
+        return {"bad_epochs": self.bad_epochs, "reference": self.reference, "below_reference": self.below_reference}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bad_epochs = int(state["bad_epochs"] or 0)
+        self.reference = state.get("reference")
+        self.below_reference = bool(state.get("below_reference", False))

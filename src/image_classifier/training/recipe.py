@@ -24,7 +24,13 @@ from image_classifier.checkpoint import Bundle, git_commit, library_versions, sa
 from image_classifier.config.checks import check_monitor
 from image_classifier.data.loaders import DataLoaders, build_dataloaders, open_dataset, split_loader
 from image_classifier.metrics import classification_metrics, confusion_matrix
-from image_classifier.model import create_model, eval_data_config, model_kwargs, weights_provenance
+from image_classifier.model import (
+    create_model,
+    eval_data_config,
+    model_data_config,
+    model_kwargs,
+    weights_provenance,
+)
 from image_classifier.reporting import print_metrics_table, write_metrics
 from image_classifier.runtime import project_root, seed_everything, select_device
 from image_classifier.training.engine import EpochTotals, StepState, predict, train_one_epoch
@@ -147,8 +153,10 @@ class TrainingRun:
         if cfg.trainer.freeze_bn_stats:
             log.info("BatchNorm statistics frozen in %d layers", freeze_batchnorm_statistics(self.model))
         if cfg.trainer.linear_probe.enabled and self.resumed is None:  # a resumed run's head is in its checkpoint
+            probe_size = cfg.trainer.linear_probe.image_size
+            probe_config = model_data_config(self.model, probe_size, cfg.data.get("crop_pct")) if probe_size else None
             probe_loader = split_loader(
-                cfg.data, dataset, "train", self.data_config, cfg.trainer.seed, device=self.device
+                cfg.data, dataset, "train", probe_config or self.data_config, cfg.trainer.seed, device=self.device
             )
             self.probe_metrics = linear_probe(
                 self.model, probe_loader, cfg.trainer.linear_probe, device=self.device, precision=self.precision
@@ -176,7 +184,8 @@ class TrainingRun:
         # with EMA on, the EMA weights are the result: they are monitored, kept as best.pt and tested
         name = ema_metric_name(cfg.trainer.monitor) if self.ema is not None else cfg.trainer.monitor
         self.monitor = Monitor(name, cfg.trainer.monitor_mode)
-        self.stopper = EarlyStopping(self.monitor, **cfg.trainer.early_stopping)
+        margin = cfg.trainer.linear_probe.stop_margin if cfg.trainer.linear_probe.enabled else None
+        self.stopper = EarlyStopping(self.monitor, **cfg.trainer.early_stopping, margin=margin)
         self.resumable = Resumable(
             self.optimizer, self.scheduler, self.scaler, self.ema, self.monitor, self.stopper, train_loader.generator
         )
@@ -235,6 +244,7 @@ class TrainingRun:
         }
         self.tracker.log(metrics, step=self.progress.step)
         log.info("linear probe: %s", ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        self.stopper.reference = metrics[self.monitor.name]  # a fine-tune this far below the probe stops
         self.checkpoint(-1, {"epoch": -1, **metrics})
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -248,7 +258,7 @@ class TrainingRun:
             device=self.device, precision=self.precision, epoch=epoch, step=self.progress.step,
             clip_grad_norm=trainer.clip_grad_norm, channels_last=trainer.channels_last, on_step=self.on_step,
             accumulate=trainer.accumulate_grad_batches, mixup=self.mixup, ema=self.ema,
-            totals=self.progress.epoch_totals,
+            totals=self.progress.epoch_totals, bn_eval=trainer.bn_eval,
         )  # fmt: skip
         self.scheduler.step(epoch + 1)
         metrics = {"epoch": epoch, **prefixed("train", dist.mean_over_ranks(train_metrics))}
@@ -278,12 +288,7 @@ class TrainingRun:
         """``best.pt`` when the monitored metric improved, then ``last.pt`` (so an epoch's last.pt has its best.pt)."""
         value = metrics[self.monitor.name]
         if self.stopper.observe(value):
-            log.info(
-                "Early stopping after epoch %d: no %s improvement in %d epochs",
-                epoch,
-                self.monitor.name,
-                self.stopper.patience,
-            )
+            log.info("Early stopping after epoch %d: %s", epoch, self.stopper.reason)
         best: list[tuple[Path, Bundle]] = []
         if self.monitor.update(value, epoch) and dist.is_main():
             best_weights = self.ema.module if self.ema is not None else self.model
