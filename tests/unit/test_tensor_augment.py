@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as F
 
+from image_classifier.data.cache import FitInSquare
 from image_classifier.data.tensor_augment import BatchColorJitter, BatchResizedCrop, crop_boxes
 
 
@@ -49,17 +50,35 @@ def test_batched_crop_equals_per_image_antialiased_resized_crop() -> None:
         assert torch.equal(result, F.resized_crop(image, y0, x0, h, w, [16, 20], antialias=True))
 
 
-def test_a_squashed_photo_is_cropped_in_its_real_geometry_sides_included() -> None:
-    """A 40 x 80 photo stored squashed to 40 x 40: the whole-photo crop at ratio 2 is the photo itself, resized."""
-    photo = torch.zeros(1, 3, 40, 80, dtype=torch.uint8)
+def test_a_shrunk_photo_is_cropped_in_its_real_geometry_sides_included() -> None:
+    """A 40 x 80 photo on a 40 x 40 canvas (shrunk to 20 x 40, black below): the whole-photo crop at ratio 2 is
+    the photo itself, resized, with none of the canvas's padding."""
+    photo = torch.zeros(3, 40, 80, dtype=torch.uint8)
     photo[..., :8] = 255  # a white band on the left side, which a centre crop would lose
     photo[..., 36:44] = 128
-    stored = F.resize(photo, [40, 40], antialias=True)
+    stored = FitInSquare(40, "bilinear")(F.to_pil_image(photo))
+    assert stored.size == (40, 40) and np.asarray(stored)[20:].max() == 0  # shrunk to fit, aspect kept
     crop = BatchResizedCrop((20, 40), scale=(1.0, 1.0), ratio=(2.0, 2.0), hflip=0.0, vflip=0.0)
-    out = crop(stored, np.array([[40, 80]]))
+    out = crop(F.pil_to_tensor(stored)[None], np.array([[40, 80]]))
     expected = F.resize(photo, [20, 40], antialias=True)
-    assert (out[..., :3] > 240).all()
-    assert (out.float() - expected.float()).abs().mean() < 8
+    assert (out[..., :3] > 240).all() and out[..., -1, :].float().mean() > 10  # no black row from the padding
+    assert (out[0].float() - expected.float()).abs().mean() < 8
+
+
+def test_a_photo_that_fits_is_cropped_from_its_own_pixels() -> None:
+    """A photo smaller than the canvas is stored as decoded: a crop of it equals timm's crop of the photo."""
+    photo = (torch.rand(3, 30, 50) * 255).to(torch.uint8)
+    stored = F.pil_to_tensor(FitInSquare(64, "bicubic")(F.to_pil_image(photo)))
+    assert torch.equal(stored[:, :30, :50], photo) and stored[:, 30:].max() == 0
+    crop = BatchResizedCrop(
+        (16, 16), scale=(0.3, 1.0), ratio=(0.75, 1.3333), hflip=0.0, vflip=0.0, interpolation="bicubic"
+    )
+    torch.manual_seed(3)
+    x0, y0, w, h = crop_boxes(1, 30, 50, crop.scale, crop.ratio, torch.device("cpu")).int()[0].tolist()
+    torch.manual_seed(3)
+    out = crop(stored[None], np.array([[30, 50]]))[0]
+    expected = F.resized_crop(photo, y0, x0, h, w, [16, 16], interpolation=F.InterpolationMode.BICUBIC, antialias=True)
+    assert torch.equal(out, expected)
 
 
 def test_flips_are_drawn_per_image() -> None:

@@ -11,10 +11,11 @@ to finish wins.
 
 Two kinds:
 
-- ``train``: the whole image squashed to a square side S (see :func:`train_side`), its real size kept
-  in ``sizes.npy``, so batches are augmented on tensors (:mod:`image_classifier.data.tensor_augment`)
-  with crops drawn in each photo's real geometry, sides included, and cut from enough pixels that
-  even the smallest crop is not upsampled much more than from the JPEG.
+- ``train``: the whole photo at the top left of an S x S canvas (see :func:`train_side`), in its own
+  geometry: shrunk to fit (never enlarged, never squashed) when a side is longer than S, its real size
+  kept in ``sizes.npy``. Batches are augmented on tensors (:mod:`image_classifier.data.tensor_augment`)
+  with crops drawn in each photo's real geometry, sides included. A photo that fits is cropped from
+  its decoded pixels themselves, so the crop is the one timm's transform cuts from the JPEG.
 - ``eval``: exactly the evaluation transform's resize and crop, so normalising the cached
   pixels gives the same tensors, bit for bit, as ``preprocess.eval_transform`` on the JPEG.
 
@@ -56,7 +57,7 @@ from image_classifier.preprocess import ImageOp, Normalize, resized_pixels, spli
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 CHUNK = 256
 DEFAULT_CACHE_MAX_SIDE = 320
 
@@ -160,19 +161,46 @@ def _decode_resized(path: str, resize: ImageOp) -> tuple[Image.Image, np.ndarray
     return image, resized_pixels(image, resize)
 
 
+class FitInSquare:
+    """The whole photo on a black ``side`` x ``side`` canvas, top left, shrunk to fit (aspect ratio kept) if it
+    is larger: the training cache's images. Never enlarged, so a photo that fits keeps its decoded pixels."""
+
+    def __init__(self, side: int, interpolation: str) -> None:
+        self.side = side
+        self.interpolation = interpolation
+        self.resize_mode = transforms.InterpolationMode(interpolation)
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        height, width = stored_size(image.height, image.width, self.side)
+        if (height, width) != (image.height, image.width):
+            image = transforms.functional.resize(image, [height, width], interpolation=self.resize_mode)
+        canvas = Image.new("RGB", (self.side, self.side))
+        canvas.paste(image, (0, 0))
+        return canvas
+
+    def __repr__(self) -> str:
+        return f"FitInSquare(side={self.side}, interpolation={self.interpolation})"
+
+
+def stored_size(height: int, width: int, side: int) -> tuple[int, int]:
+    """The size a ``height`` x ``width`` photo has on the training cache's ``side`` x ``side`` canvas."""
+    scale = min(1.0, side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def train_resize(side: int, interpolation: str) -> ImageOp:
-    """The whole image squashed to ``side`` x ``side``: the training cache's images (real sizes kept apart)."""
-    return transforms.Resize((side, side), interpolation=transforms.InterpolationMode(interpolation))
+    """The training cache's images: each photo on a ``side`` x ``side`` canvas (real sizes kept apart)."""
+    return FitInSquare(side, interpolation)
 
 
 def train_side(data_cfg: Any, largest: int) -> int:
     """The training cache's side S: the photos' own resolution, unless that is far more than any crop needs.
 
     The smallest random crop (``augment.scale[0]`` of the area) needs ``image_size / sqrt(scale[0])``
-    pixels across to be cut at full detail; S allows twice that, since the cached pixels are resampled
-    again when cropped (at 1x, fine detail measurably blurs). S is also capped by ``data.cache_max_side``
-    (disk: N x 3 x S x S bytes) and by ``largest``, the largest photo's long side (more pixels than it has
-    add nothing).
+    pixels across to be cut at full detail; S allows twice that, since a shrunk photo's pixels are
+    resampled again when cropped (at 1x, fine detail measurably blurs). S is also capped by
+    ``data.cache_max_side`` (disk: N x 3 x S x S bytes) and by ``largest``, the largest photo's long side
+    (more pixels than it has add nothing).
     """
     wanted = math.ceil(2 * int(data_cfg.image_size) / math.sqrt(float(data_cfg.augment.scale[0])))
     largest = largest or wanted
@@ -262,7 +290,7 @@ def cached_split(
     if training:
         side = train_side(data_cfg, dataset.largest_side(split))
         resize: ImageOp = train_resize(side, interpolation)
-        size, kind, how = (side, side), "train", f"whole image squashed {interpolation}"
+        size, kind, how = (side, side), "train", repr(resize)
         device = augment_device(data_cfg)
         transform: BatchTransform = TrainAugment(data_cfg.augment, data_config, device)
     else:

@@ -103,9 +103,10 @@ def _fallback_crop(height: np.ndarray, width: np.ndarray, ratio: Sequence[float]
 class BatchResizedCrop:
     """Random resized crop and random flips for a uint8 N x C x H x W batch, antialiased like PIL's resize.
 
-    Cached training images are stored squashed to a square; ``sizes`` gives each image's real
-    height and width, so crops are drawn in the real photo's geometry (its aspect ratio and its
-    whole area, sides included) and mapped onto the stored pixels. Each crop is resized with
+    Cached training images are stored at the top left of a square canvas, shrunk to fit when larger
+    (:class:`image_classifier.data.cache.FitInSquare`); ``sizes`` gives each image's real height and
+    width, so crops are drawn in the real photo's geometry (its aspect ratio and its whole area, sides
+    included) and mapped onto the stored pixels. Each crop is resized with
     antialiasing and the model's interpolation (``random``: bilinear or bicubic per image, as timm
     draws it), so a crop is as sharp as timm's PIL transform makes it: a bilinear crop of a model
     evaluated bicubic trains on blurrier pixels than it is tested on.
@@ -131,10 +132,14 @@ class BatchResizedCrop:
         count, _, height, width = images.shape
         real = np.asarray(sizes, dtype=np.float64) if sizes is not None else np.array([[height, width]] * count)
         x0, y0, w, h = crop_boxes(count, real[:, 0], real[:, 1], self.scale, self.ratio, torch.device("cpu")).T
-        sx, sy = torch.from_numpy(width / real[:, 1]).float(), torch.from_numpy(height / real[:, 0]).float()
-        left, top = (x0 * sx).floor().long().tolist(), (y0 * sy).floor().long().tolist()
-        crop_w = (w * sx).round().clamp_(min=1).long().tolist()
-        crop_h = (h * sy).round().clamp_(min=1).long().tolist()
+        shrunk = np.minimum(1.0, min(height, width) / real.max(axis=1)) if sizes is not None else np.ones(count)
+        scale = torch.from_numpy(shrunk).float()  # a photo larger than the canvas was shrunk to fit
+        left, top = (x0 * scale).floor().long(), (y0 * scale).floor().long()
+        stored_w = (torch.from_numpy(real[:, 1]).float() * scale).round().clamp_(min=1).long()
+        stored_h = (torch.from_numpy(real[:, 0]).float() * scale).round().clamp_(min=1).long()
+        crop_w = torch.minimum((w * scale).round().clamp_(min=1).long(), stored_w - left).clamp_(min=1).tolist()
+        crop_h = torch.minimum((h * scale).round().clamp_(min=1).long(), stored_h - top).clamp_(min=1).tolist()
+        left, top = left.tolist(), top.tolist()
         flip_x = (torch.rand(count) < self.hflip).tolist()
         flip_y = (torch.rand(count) < self.vflip).tolist()
         modes = [self.modes[i] for i in torch.randint(len(self.modes), (count,)).tolist()]
