@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,6 +66,19 @@ def test_a_fine_tune_that_learns_worse_than_the_probe_keeps_the_probed_model(
         "the linear probe's head, before fine-tuning"
         in (tmp_path / "run" / "checkpoints" / "model_card.md").read_text()
     )
+
+
+def test_a_fine_tune_far_below_the_probe_stops_and_keeps_the_probed_model(
+    compose_config: ComposeFn, tiny_data_root: Path, tmp_path: Path, offline_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``trainer.linear_probe.stop_margin``: the first epoch that validates that far below the probe ends the run."""
+    overrides = ["experiment=finetune_cpu", *TINY, f"data.root={tiny_data_root}", "data.image_size=32"]
+    overrides += ["optimizer.lr=50", "optimizer.layer_decay=null", "trainer.max_epochs=3"]
+    cfg = compose_config(overrides=[*overrides, "trainer.linear_probe.stop_margin=0.0"])
+    metrics = _train_with_offline_weights(cfg, offline_root, monkeypatch)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [epoch["epoch"] for epoch in history] == [0]  # stopped after the first of three epochs
+    assert metrics["val/accuracy"] < metrics["probe/val_accuracy"] and metrics["best/epoch"] == -1
 
 
 # cats_vs_dogs runs by default; the two 10-class recipes (the same code path, minutes on 2 CPU cores) are slow

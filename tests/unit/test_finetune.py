@@ -153,3 +153,42 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint() -> None:
     buffer.seek(0)
     restore_rng(torch.load(buffer, weights_only=True)["rng"], loader.generator)
     assert draws() == expected
+
+
+def test_a_fine_tune_that_falls_below_the_probe_by_more_than_the_margin_stops() -> None:
+    stopper = EarlyStopping(Monitor("val/accuracy", "max"), reference=0.90, margin=0.03)
+    assert _observe(stopper, (0.88, 0.89)) == [False, False]  # within the margin: fine-tuning goes on
+    stopper = EarlyStopping(Monitor("val/accuracy", "max"), reference=0.90, margin=0.03)
+    assert _observe(stopper, (0.86,)) == [True] and "below the linear probe's 0.9000" in stopper.reason
+    restored = EarlyStopping(Monitor("val/accuracy", "max"), margin=0.03)
+    restored.load_state_dict(stopper.state_dict())  # a resumed run stops too, and still knows the probe's value
+    assert restored.stopped and restored.reference == 0.90
+    lower = EarlyStopping(Monitor("val/loss", "min"), reference=0.5, margin=0.1)
+    assert _observe(lower, (0.55, 0.65)) == [False, True]
+    assert not any(_observe(EarlyStopping(Monitor("val/accuracy", "max"), reference=0.9), (0.1, 0.2)))  # no margin
+
+
+def test_batchnorm_in_eval_mode_keeps_and_uses_the_running_statistics() -> None:
+    """With ``bn_eval`` a training batch is normalised by the running statistics, which stay as they were;
+    the affine weights and the other layers still learn."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Linear(6, 3))
+    batchnorm = model[1]
+    batchnorm.running_mean.fill_(0.5)
+    batchnorm.running_var.fill_(2.0)
+    data = TensorDataset(torch.randn(16, 6) * 3 + 1, torch.randint(0, 3, (16,)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = create_scheduler_v2(optimizer, sched="cosine", num_epochs=1, updates_per_epoch=2)[0]
+    weight = batchnorm.weight.detach().clone()
+    for bn_eval in (True, False):
+        train_one_epoch(
+            model, DataLoader(data, batch_size=8), nn.CrossEntropyLoss(), optimizer, scheduler,
+            torch.amp.GradScaler("cpu", enabled=False), device=torch.device("cpu"), precision="32", epoch=0, step=0,
+            bn_eval=bn_eval,
+        )  # fmt: skip
+        if bn_eval:
+            assert not batchnorm.training
+            assert torch.equal(batchnorm.running_mean, torch.full((6,), 0.5))
+            assert torch.equal(batchnorm.running_var, torch.full((6,), 2.0))
+            assert not torch.equal(batchnorm.weight, weight)  # the affine weights trained
+    assert not torch.equal(batchnorm.running_mean, torch.full((6,), 0.5))  # in train mode the statistics move
