@@ -50,6 +50,23 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 autocast speeds it up."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def usable_precision(precision: str, device: torch.device) -> str:
+    """``precision``, except ``bf16-mixed`` on a CPU without native bfloat16, where it is emulated and slower than
+    float32: then ``32``, with a warning."""
+    if precision == "bf16-mixed" and device.type == "cpu" and not cpu_has_native_bf16():
+        log.warning("trainer.precision=bf16-mixed: this CPU has no native bfloat16 (AVX512-BF16/AMX); training in 32")
+        return "32"
+    return precision
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seed python, numpy and torch; with ``deterministic`` also force deterministic kernels."""
     random.seed(seed)

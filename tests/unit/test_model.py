@@ -31,3 +31,16 @@ def test_data_config_uses_the_models_mean_and_std() -> None:
 def test_unknown_model_suggests_close_names() -> None:
     with pytest.raises(ConfigError, match=r"Unknown model 'convnextv2_ato'.*convnextv2_atto"):
         create_model("convnextv2_ato", num_classes=2)
+
+
+def test_bf16_on_a_cpu_without_native_bfloat16_trains_in_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bfloat16 is slower than float32: a recipe asking for bf16-mixed falls back there, with a warning."""
+    from image_classifier import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.usable_precision("bf16-mixed", cpu) == "32"
+    assert runtime.usable_precision("16-mixed", cpu) == "16-mixed"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.usable_precision("bf16-mixed", cpu) == "bf16-mixed"
+    assert runtime.usable_precision("bf16-mixed", torch.device("meta")) == "bf16-mixed"  # not a CPU: unchanged

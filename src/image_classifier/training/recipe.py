@@ -32,7 +32,7 @@ from image_classifier.model import (
     weights_provenance,
 )
 from image_classifier.reporting import print_metrics_table, write_metrics
-from image_classifier.runtime import project_root, seed_everything, select_device
+from image_classifier.runtime import project_root, seed_everything, select_device, usable_precision
 from image_classifier.training.engine import EpochTotals, StepState, predict, train_one_epoch
 from image_classifier.training.finetune import (
     apply_head_warmup,
@@ -110,6 +110,7 @@ class TrainingRun:
         self.rank = dist.init_distributed(trainer.dist_timeout_s).rank
         seed_everything(trainer.seed + self.rank, trainer.deterministic)
         self.device = dist.rank_device(select_device(trainer.device))
+        self.precision = usable_precision(self.precision, self.device)
         log.info(
             "Training %s on %s (%s, precision %s) in %s",
             self.cfg.model.name,
