@@ -16,7 +16,7 @@ from image_classifier.atomic import atomic_path, write_text_atomic
 from image_classifier.data.contact_sheets import write_contact_sheets
 from image_classifier.data.layout import SPLITS, load_prepared_dataset
 from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, Photo, analyse
-from image_classifier.data.sources.decode import phash_all
+from image_classifier.data.sources.decode import hash_all
 
 LISTED = 100
 """Skipped files and duplicate groups listed one by one; the counts always cover all of them."""
@@ -112,7 +112,7 @@ def analyse_prepared(dataset: Path, workers: int = 0, distance: int = NEAR_DUPLI
     """The quality report of any prepared dataset, from its manifest and its photos (hashed again)."""
     prepared = load_prepared_dataset(dataset)
     rows = manifest_rows(dataset)
-    hashes = phash_all([dataset / row["path"] for row in rows], workers, desc=f"hash {dataset.name}")
+    all_hashes = hash_all([dataset / row["path"] for row in rows], workers, desc=f"hash {dataset.name}")
     photos = [
         Photo(
             row["split"],
@@ -124,9 +124,9 @@ def analyse_prepared(dataset: Path, workers: int = 0, distance: int = NEAR_DUPLI
             int(row["width"]),
             int(row["height"]),
             row["md5"],
-            phash,
+            *hashes,
         )
-        for row, phash in zip(rows, hashes, strict=True)
+        for row, hashes in zip(rows, all_hashes, strict=True)
     ]
     previous = dataset / "quality.json"
     removed = json.loads(previous.read_text())["removed"] if previous.is_file() else []

@@ -44,6 +44,8 @@ class Decoded:
     md5: str
     phash: str
     """64-bit DCT perceptual hash (imagehash.phash), hex."""
+    dhash: str
+    """64-bit gradient hash (imagehash.dhash), hex: confirms a pHash match."""
     conversions: tuple[str, ...]
 
 
@@ -79,9 +81,14 @@ def decode_one(task: tuple[int, str, str, PrepareSettings]) -> Decoded | Skipped
         source_height,
         len(payload),
         hashlib.md5(payload).hexdigest(),
-        str(imagehash.phash(result.image)),
+        *perceptual_hashes(result.image),
         tuple(result.conversions),
     )
+
+
+def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
+    """The photo's pHash and dHash (hex): equal or close for resized, re-encoded or slightly cropped copies."""
+    return str(imagehash.phash(image)), str(imagehash.dhash(image))
 
 
 def _ignore_interrupts() -> None:
@@ -125,16 +132,16 @@ def decode_all(
     return parallel_map(decode_one, tasks, len(paths), workers, desc)
 
 
-def phash_one(task: tuple[int, str]) -> tuple[int, str]:
+def hash_one(task: tuple[int, str]) -> tuple[int, tuple[str, str]]:
     index, path = task
     with Image.open(path) as image:
-        return index, str(imagehash.phash(image.convert("RGB")))
+        return index, perceptual_hashes(image.convert("RGB"))
 
 
-def phash_all(paths: Sequence[Path], workers: int = 0, desc: str = "hash") -> list[str]:
-    """The pHash of each of ``paths`` (hex), in order."""
-    hashes = [""] * len(paths)
+def hash_all(paths: Sequence[Path], workers: int = 0, desc: str = "hash") -> list[tuple[str, str]]:
+    """The pHash and dHash of each of ``paths`` (hex), in order."""
+    hashes = [("", "")] * len(paths)
     tasks = ((index, str(path)) for index, path in enumerate(paths))
-    for index, value in parallel_map(phash_one, tasks, len(paths), workers, desc):
+    for index, value in parallel_map(hash_one, tasks, len(paths), workers, desc):
         hashes[index] = value
     return hashes

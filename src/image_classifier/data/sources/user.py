@@ -170,6 +170,7 @@ def place(staging: Path, found: Found, usable: dict[int, Decoded], settings: Imp
                 decoded.source_height,
                 decoded.md5,
                 decoded.phash,
+                decoded.dhash,
             )
         )
     (staging / INCOMING).rmdir()
