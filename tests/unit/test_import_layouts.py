@@ -44,7 +44,9 @@ def test_class_folders_get_seeded_stratified_splits_and_a_config(project: Projec
     assert code == 0, err
     summary = project.summary("pets")
     assert summary["classes"] == ["chat noir", "chien", "été"]  # sorted, Unicode and spaces kept
-    assert summary["counts"] == {split: dict.fromkeys(CLASSES, n) for split, n in (("train", 8), ("val", 1), ("test", 1))}
+    assert summary["counts"] == {
+        split: dict.fromkeys(CLASSES, n) for split, n in (("train", 8), ("val", 1), ("test", 1))
+    }
     assert summary["layout"] == "class folders"
     assert (project.data / "raw" / "pets" / "chien" / "chien_3.jpg").is_file(), "the raw copy is under raw/NAME"
     config = OmegaConf.load(project.config("pets"))
