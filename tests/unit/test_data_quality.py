@@ -61,7 +61,7 @@ def test_a_copied_and_a_resized_photo_in_test_are_cross_split_duplicates(project
         ("train", copied), ("test", "copy.jpg")
     }  # fmt: skip
     near = group_with(quality["near_duplicates"], "resized.jpg")
-    assert near["cross_split"] and near["distance"] <= 10
+    assert near["cross_split"] and near["distance"] <= 10 and near["files"][0]["path"].endswith(resized)
     assert [(f["split"], f["class"]) for f in near["files"]] == [("train", "cat"), ("test", "dog")]
     assert near["conflict"], "the resized copy is filed under another class: a labelling conflict"
     assert len(quality["exact_duplicates"]) == 1 and len(quality["near_duplicates"]) == 1, "nothing else flagged"
