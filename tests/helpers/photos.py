@@ -34,11 +34,13 @@ def save_photo(path: Path, seed: int, size: tuple[int, int] = (48, 48), fmt: str
     return path
 
 
-def photo_folders(root: Path, per_class: dict[str, int], seed: int = 0, suffix: str = ".jpg") -> Path:
+def photo_folders(
+    root: Path, per_class: dict[str, int], seed: int = 0, suffix: str = ".jpg", size: tuple[int, int] = (48, 48)
+) -> Path:
     """``root/<class>/<class>_<i><suffix>`` for each class: a folder of class folders."""
     for c, (label, count) in enumerate(sorted(per_class.items())):
         for i in range(count):
-            save_photo(root / label / f"{label}_{i}{suffix}", seed * 100_000 + c * 1000 + i)
+            save_photo(root / label / f"{label}_{i}{suffix}", seed * 100_000 + c * 1000 + i, size)
     return root
 
 
