@@ -108,6 +108,7 @@ def parallel_map(
     Ctrl-C stops the workers (the pool is terminated) and reaches the caller as ``KeyboardInterrupt``.
     """
     workers = workers or default_workers()
+    perceptual_hashes(Image.new("RGB", (8, 8)))  # imports scipy's FFT here once, not in every worker
     bar = tqdm(total=total, desc=desc, unit="photo", disable=None, smoothing=0.1)
     try:
         if workers == 1 or total < 2 * CHUNK:
