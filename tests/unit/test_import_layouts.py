@@ -167,3 +167,17 @@ def test_a_symlink_loop_is_skipped_and_counted(project: Project, tmp_path, capsy
     assert code == 0, err
     assert {"path": "a/loop/", "reason": "symlink loop (a folder already read)"} in project.summary("pets")["skipped"]
     assert Counter(row["class"] for row in project.manifest("pets")) == {"a": 10, "b": 10}
+
+
+def test_kaggle_style_split_folders_with_an_unlabelled_folder_to_predict(project: Project, tmp_path, capsys) -> None:
+    top = tmp_path / "archive"
+    photo_folders(top / "seg_train" / "seg_train", {"forest": 10, "sea": 10})
+    photo_folders(top / "seg_test" / "seg_test", {"forest": 2, "sea": 2}, seed=1)
+    for i in range(3):
+        save_photo(top / "seg_pred" / "seg_pred" / f"{i}.jpg", 4000 + i)
+    code, _, err = run_data(project, capsys, "scenes", "--source", str(top))
+    assert code == 0, err
+    assert per_split(project, "scenes") == {"train": 18, "val": 2, "test": 4}
+    assert {"path": "seg_pred/", "reason": "unlabelled photos (a folder to predict, beside the splits)"} in (
+        project.summary("scenes")["skipped"]
+    )

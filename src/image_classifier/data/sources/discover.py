@@ -15,8 +15,10 @@ from pathlib import Path
 from image_classifier.data.sources.user_names import (
     ACCEPTED_SPLITS,
     LIST_SUFFIXES,
+    folder_split_of,
     ignored_reason,
     is_image_name,
+    is_unlabelled_name,
     split_of,
 )
 from image_classifier.errors import DataError
@@ -97,7 +99,7 @@ def photo_root(raw: Path, found: Found) -> Path:
             inner is None
             or any(is_image_name(file.name) for file in listing.files)
             or any(file.suffix.lower() in LIST_SUFFIXES for file in listing.files)
-            or split_of(inner.name) is not None
+            or split_name(inner) is not None
             or not list_folder(inner).folders
         ):
             return top
@@ -154,14 +156,28 @@ def add_class_folders(parent: Path, split: str | None, raw: Path, found: Found) 
     return len(classes)
 
 
-def split_folders(top: Path) -> dict[str, Path]:
-    """The split folders in ``top`` by split; an error if other folders sit beside them or a split is doubled."""
+def split_name(folder: Path) -> str | None:
+    """The split ``folder`` holds: named exactly (``valid``), or loosely (``seg_train``) when it holds folders."""
+    exact = split_of(folder.name)
+    if exact is not None or folder_split_of(folder.name) is None:
+        return exact
+    return folder_split_of(folder.name) if list_folder(folder).folders else None
+
+
+def split_folders(top: Path, raw: Path, found: Found) -> dict[str, Path]:
+    """The split folders in ``top`` by split; an error if other folders sit beside them or a split is doubled.
+
+    A folder of photos to predict beside them (``seg_pred``, ``unlabelled``) is skipped: it has no labels.
+    """
     listing = list_folder(top)
-    named = {folder: split_of(folder.name) for folder in listing.folders}
+    named = {folder: split_name(folder) for folder in listing.folders}
     splits = {folder: split for folder, split in named.items() if split is not None}
     if not splits:
         return {}
-    others = [folder.name for folder, split in named.items() if split is None and has_files(folder)]
+    unlabelled = [f for f, split in named.items() if split is None and is_unlabelled_name(f.name) and has_files(f)]
+    for folder in unlabelled:
+        found.skip(folder, raw, "unlabelled photos (a folder to predict, beside the splits)", folder=True)
+    others = [f.name for f, split in named.items() if split is None and f not in unlabelled and has_files(f)]
     if others:
         raise DataError(
             f"Cannot read {top}: it mixes split folders ({', '.join(sorted(f.name for f in splits))}) with other "
@@ -180,7 +196,7 @@ def split_folders(top: Path) -> dict[str, Path]:
 def undoubled(folder: Path, split: str) -> Path:
     """``train/train`` (a doubled nesting some archives have) -> the inner folder."""
     listing = list_folder(folder)
-    if len(listing.folders) == 1 and not listing.files and split_of(listing.folders[0].name) == split:
+    if len(listing.folders) == 1 and not listing.files and split_name(listing.folders[0]) == split:
         return listing.folders[0]
     return folder
 
@@ -189,7 +205,7 @@ def find_photos(raw: Path) -> Found:
     """The layout of the folder ``raw`` and the photos in it; a one-line error when it cannot be read."""
     found = Found(layout="class folders")
     top = photo_root(raw, found)
-    splits = split_folders(top)
+    splits = split_folders(top, raw, found)
     if splits:
         found.layout = f"split folders ({', '.join(split for split in ('train', 'val', 'test') if split in splits)})"
         listing = list_folder(top)

@@ -36,6 +36,25 @@ def split_of(name: str) -> str | None:
     return SPLIT_SYNONYMS[match.group("split").lower()] if match else None
 
 
+UNLABELLED_WORDS = frozenset({"pred", "predict", "prediction", "predictions", "unlabeled", "unlabelled", "unknown"})
+
+
+def folder_split_of(name: str) -> str | None:
+    """The split a folder of class folders names: as :func:`split_of`, or by its first or last word when the
+    words are joined by ``_`` or ``-`` (``seg_train``, ``train-2024``)."""
+    exact = split_of(name)
+    if exact is not None:
+        return exact
+    words = [word for word in re.split(r"[-_]+", name.lower()) if word]
+    found = {SPLIT_SYNONYMS[word] for word in (words[:1] + words[-1:]) if word in SPLIT_SYNONYMS}
+    return found.pop() if len(words) > 1 and len(found) == 1 else None
+
+
+def is_unlabelled_name(name: str) -> bool:
+    """A folder of photos to predict, as datasets ship beside their splits (``seg_pred``, ``unlabelled``)."""
+    return any(word in UNLABELLED_WORDS for word in re.split(r"[-_ ]+", name.lower()))
+
+
 def is_image_name(name: str) -> bool:
     return any(name.lower().endswith(suffix) for suffix in IMAGE_SUFFIXES)
 
