@@ -96,21 +96,23 @@ def write_prepared_dataset(
 def write_index(
     directory: Path,
     classes: list[str],
-    rows: list[dict[str, Any]],
+    rows: Iterable[dict[str, Any]],
     source: dict[str, Any],
     skipped: Iterable[dict[str, str]] = (),
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Write ``manifest.csv``, ``classes.json`` and, last, ``summary.json`` for images already in ``directory``.
 
-    ``rows`` are the images' manifest rows (:data:`MANIFEST_FIELDS`), in the order they were written.
+    ``rows`` are the images' manifest rows (:data:`MANIFEST_FIELDS`), in order; they are read once.
     """
+    counts: Counter[tuple[str, str]] = Counter()
     with open(directory / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:  # one pass: ``rows`` may be a generator
+            writer.writerow(row)
+            counts[(row["split"], row["class"])] += 1
     (directory / "classes.json").write_text(json.dumps(classes, indent=2))
-    counts = Counter((row["split"], row["class"]) for row in rows)
     skipped = list(skipped)
     summary = {
         "classes": classes,
@@ -119,7 +121,7 @@ def write_index(
             for split in SPLITS
             if any(counts[(split, label)] for label in classes)
         },
-        "total": len(rows),
+        "total": sum(counts.values()),
         "skipped": skipped,
         "skipped_by_reason": dict(Counter(entry["reason"] for entry in skipped)),
         "source": source,

@@ -27,7 +27,8 @@ CONFIRM_DISTANCE = 12
 the distinct ones with pHashes within 12 were all 18 or more apart in dHash; true copies within 3."""
 FEW_TRAINING_PHOTOS = 10
 IMBALANCE_WARNING = 5.0
-CHUNK = 256
+CHUNK_ELEMENTS = 262_144
+"""Pairs compared at once: 2 MB per uint64 matrix."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,9 @@ def near_pairs(photos: Sequence[Photo], distance: int) -> Iterable[tuple[int, in
     by_split = {split: np.array([i for i, p in enumerate(photos) if p.split == split]) for split in SPLITS}
     for first, second in itertools.combinations([s for s in SPLITS if len(by_split[s])], 2):
         others = by_split[second]
-        for start in range(0, len(by_split[first]), CHUNK):
-            rows = by_split[first][start : start + CHUNK]
+        step = max(1, CHUNK_ELEMENTS // len(others))  # a fixed memory budget, whatever the number of photos
+        for start in range(0, len(by_split[first]), step):
+            rows = by_split[first][start : start + step]
             distances = popcount(hashes[rows][:, None] ^ hashes[others][None, :])
             close = (distances <= distance) & (
                 popcount(confirm[rows][:, None] ^ confirm[others][None, :]) <= CONFIRM_DISTANCE

@@ -29,7 +29,7 @@ ACCEPTED_LAYOUTS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One photo found in the source: its split (None: to be assigned), class, and where it is."""
 

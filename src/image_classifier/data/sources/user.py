@@ -184,6 +184,7 @@ def write_import(
     usable, skipped, converted = decode_found(staging, name, found, settings, workers)
     skipped = found.skipped + skipped
     photos = place(staging, found, usable, settings)
+    del usable  # the photos hold what is needed from here on
     report = analyse(found.classes, photos, skipped, settings.near_duplicate_distance)
     if settings.dedupe:
         removed = leaked_copies(report)
@@ -192,7 +193,7 @@ def write_import(
         gone = {entry["path"] for entry in removed}
         photos = [photo for photo in photos if photo.path not in gone]
         report = {**analyse(found.classes, photos, skipped, settings.near_duplicate_distance), "removed": removed}
-    rows = [
+    rows = (
         {
             "split": p.split,
             "class": p.label,
@@ -203,7 +204,7 @@ def write_import(
             "md5": p.md5,
         }
         for p in photos
-    ]
+    )
     (staging / "quality.json").write_text(json.dumps(report, indent=2))
     extra = {"converted": converted, "layout": found.layout, "removed_duplicates": len(report["removed"])}
     write_index(staging, found.classes, rows, provenance, skipped, extra)
