@@ -23,7 +23,7 @@ _complete_context = ParseMachine.complete_context
 
 
 # other optional positional arguments, as (task, argument): `invoke weights` and `invoke weights NAME` both work
-OPTIONAL_POSITIONAL = {("weights", "name")}
+OPTIONAL_POSITIONAL = {("weights", "name"), ("data", "dataset")}
 
 
 def _complete_context_allowing_no_overrides(self: ParseMachine) -> None:
@@ -45,17 +45,44 @@ def _run(c: Context, command: str) -> None:
 
 
 @task(
+    positional=["name", "dataset"],
     help={
-        "name": "shapes | animals_v2 | cifar10 | cats_vs_dogs",
-        "source": "archive or folder you already have",
+        "name": "shapes | animals_v2 | cifar10 | cats_vs_dogs, a new name for your photos (with --source), "
+        "or 'report' (invoke data report NAME)",
+        "dataset": "after 'report': the prepared dataset whose quality report to write again",
+        "source": "built-in datasets: the archive or folder you already have; a new name: your photos (a folder "
+        "of class folders or of train/val/test folders, a .zip/.tar/.tar.gz/.tgz of one, or a CSV/TSV of "
+        "path,label[,split])",
         "root": "data directory (default data/)",
-        "force": "prepare again even if already prepared",
-    }
+        "force": "prepare again even if already prepared; for your photos: replace a taken name",
+        "dedupe": "your photos: remove the val/test copies of photos that are also in train",
+        "val_fraction": "your photos: share of each class carved out as val when the source has no val split (0.1)",
+        "test_fraction": "your photos: share of each class carved out as test when the source has no test split (0.1)",
+        "seed": "your photos: seed of the carved splits (0)",
+        "workers": "decoding processes (default: one per core)",
+    },
 )
-def data(c: Context, name: str, source: str = "", root: str = "", force: bool = False) -> None:
-    """Get a dataset (download or import) and prepare it into ROOT/processed/NAME: invoke data NAME [--source PATH]."""
-    args = [name] + (["--source", source] if source else []) + (["--root", root] if root else [])
+def data(
+    c: Context,
+    name: str,
+    dataset: str | None = None,
+    source: str = "",
+    root: str = "",
+    force: bool = False,
+    dedupe: bool = False,
+    val_fraction: str = "",
+    test_fraction: str = "",
+    seed: str = "",
+    workers: int = 0,
+) -> None:
+    """Get a dataset (download, or import your photos) and prepare it: invoke data NAME [--source PATH]."""
+    args = [name] + ([dataset] if dataset else []) + (["--source", source] if source else [])
+    args += ["--root", root] if root else []
     args += ["--force"] if force else []
+    args += ["--dedupe"] if dedupe else []
+    for flag, value in (("--val-fraction", val_fraction), ("--test-fraction", test_fraction), ("--seed", seed)):
+        args += [flag, value] if value else []
+    args += ["--workers", str(workers)] if workers else []
     _run(c, f"{PY} -m image_classifier.data {shlex.join(args)}")
 
 

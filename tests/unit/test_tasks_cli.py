@@ -59,6 +59,8 @@ def test_the_private_api_the_patch_wraps_is_still_there(tasks_module: ModuleType
         (["docker-train"], "overrides", ""),
         (["weights"], "name", ""),
         (["weights", "efficientnet_lite1"], "name", "efficientnet_lite1"),
+        (["data", "birds", "--source", "photos"], "dataset", ""),
+        (["data", "report", "birds"], "dataset", "birds"),
     ],
 )
 def test_optional_positionals_parse(namespace: Collection, argv: list[str], name: str, expected: str) -> None:
@@ -84,6 +86,11 @@ def test_list_shows_the_tasks(namespace: Collection, capsys: pytest.CaptureFixtu
         (["train"], "-m image_classifier.train"),
         (["train", "model=timm trainer.max_epochs=3"], "-m image_classifier.train model=timm trainer.max_epochs=3"),
         (["weights"], "-m image_classifier.weights import efficientnet_lite0"),
+        (["data", "report", "birds"], "-m image_classifier.data report birds"),
+        (
+            ["data", "birds", "--source", "my photos.zip", "--dedupe", "--val-fraction", "0.2"],
+            "-m image_classifier.data birds --source 'my photos.zip' --dedupe --val-fraction 0.2",
+        ),
     ],
 )
 def test_the_command_a_task_runs(

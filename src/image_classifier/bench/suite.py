@@ -7,7 +7,8 @@ Each case runs in a fresh process (so its peak RSS is its own) and writes one re
 (skipped with a message where that folder is absent), 1k vs 10k shapes images for one full
 epoch (memory and epoch time against dataset size), and the time from ``invoke train`` to the
 first training step. Records of ``python -m image_classifier.bench.serve`` are appended when that
-module exists.
+module exists, and those of :mod:`image_classifier.bench.imports` (importing 2,000 and 20,000 generated
+photos: photos/s and peak memory; skip it with ``--no-import``).
 
 Speed never comes at the cost of accuracy: one ``accuracy`` record (:mod:`image_classifier.bench.accuracy`)
 trains the same short deterministic run with three seeds through the default pipeline (``data.cache=true``)
@@ -33,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from image_classifier.bench.accuracy import accuracy_plan, accuracy_record, print_accuracy_table
+from image_classifier.bench.imports import import_records, print_import_table
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.runtime import project_root
 
@@ -389,6 +391,7 @@ def run(
     startup: bool,
     serve: bool = True,
     accuracy: bool = True,
+    imports: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every case, write ``out/bench.json`` and print the table; returns the records."""
     animals_source = shared / "animals-v2"
@@ -419,11 +422,15 @@ def run(
         records += startup_records(data_root, work / "scratch")
     if serve and not quick:
         records += serve_records(work / "scratch")
+    if imports and not quick:
+        records += import_records(work / "imports")
     meta = {"load_average": load_average(), "cpus": os.cpu_count()}
     (out / REPORT_NAME).write_text(json.dumps([{**r, **meta} for r in records], indent=2))
     title = f"Benchmarks (load average {meta['load_average']} on {meta['cpus']} CPUs) -> {out / REPORT_NAME}"
-    print_table([r for r in records if r["phase"] != "accuracy"], title)
+    print_table([r for r in records if r["phase"] not in ("accuracy", "import")], title)
     print_accuracy_table(console, [r for r in records if r["phase"] == "accuracy"])
+    if any(r["phase"] == "import" for r in records):
+        print_import_table([r for r in records if r["phase"] == "import"])
     return records
 
 
@@ -462,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-accuracy", action="store_true", help="skip the accuracy record (cached vs JPEG training runs)"
     )
+    parser.add_argument("--no-import", action="store_true", help="skip importing 2,000 and 20,000 generated photos")
     parser.add_argument("--run-case", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", help=argparse.SUPPRESS)
     parser.add_argument("--warm-cache", help=argparse.SUPPRESS)
@@ -477,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         records = run(
             args.out, args.work, args.shared_data, args.quick, args.image_size,
-            not args.no_startup, not args.no_serve, not args.no_accuracy,
+            not args.no_startup, not args.no_serve, not args.no_accuracy, not args.no_import,
         )  # fmt: skip
         if any(r.get("regression") for r in records):
             console.print("error: the default pipeline learns worse than the JPEG path (see the accuracy table).")

@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from image_classifier.data.sources import KNOWN_DATASETS
+from image_classifier.data.sources import KNOWN_DATASETS, is_known_dataset
 from image_classifier.errors import ConfigError
 from image_classifier.metrics import headline_metric_names
 from image_classifier.model import OFFLINE_WEIGHTS, check_model_name
@@ -76,7 +76,12 @@ def _range_pair(cfg: DictConfig, key: str, low: float, high: float | None) -> No
 
 def check_data(cfg: DictConfig) -> None:
     """``data.*``: the dataset's name, sizes, loader settings and augmentation."""
-    _choice(cfg, "data.name", KNOWN_DATASETS)
+    name, prepare = _value(cfg, "data.name"), _value(cfg, "data.prepare")
+    if not is_known_dataset(str(name), prepare):
+        known = ", ".join(KNOWN_DATASETS)
+        raise _fail(
+            "data.name", name, f"must be one of {known}, or a dataset imported with `invoke data NAME --source PATH`."
+        )
     _at_least(cfg, 8, "data.image_size", "data.cache_max_side")
     _at_least(cfg, 8, "data.eval_image_size", optional=True)
     _at_least(cfg, 1, "data.batch_size")

@@ -1,4 +1,9 @@
-"""``python -m image_classifier.data NAME [--source PATH] [--root DIR]``: get and prepare a dataset."""
+"""``python -m image_classifier.data NAME [--source PATH] [--root DIR]``: get and prepare a dataset.
+
+A built-in dataset is downloaded (or imported from the archive you have); any other NAME imports your
+own photos from ``--source`` (see :mod:`image_classifier.data.importing`). ``python -m image_classifier.data
+report NAME`` writes the data-quality report of a prepared dataset again.
+"""
 
 from __future__ import annotations
 
@@ -7,51 +12,44 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
-
+from image_classifier.data.config_files import data_settings
+from image_classifier.data.importing import add_report_options, import_main, report_main
 from image_classifier.data.layout import load_prepared_dataset, prepared_dir
-from image_classifier.data.sources import KNOWN_DATASETS, Source, prepare_if_needed, source_named
-from image_classifier.errors import ConfigError, report_user_errors
-from image_classifier.runtime import project_root
+from image_classifier.data.sources import KNOWN_DATASETS, prepare_if_needed, source_named
+from image_classifier.errors import DataError, report_user_errors
 
 
-def default_config(name: str) -> Path:
-    """``configs/data/NAME.yaml`` of the project (``$PROJECT_ROOT``, the source checkout, or the cwd)."""
-    return project_root() / "configs" / "data" / f"{name}.yaml"
-
-
-def data_settings(source: Source, config: Path | None) -> dict[str, Any]:
-    """The section of a data config (or a composed ``params.yaml``) that says how ``source`` is prepared."""
-    path = config or default_config(source.name)
-    if not path.is_file():
-        if config is not None:
-            raise ConfigError(f"--config {path} does not exist.")
-        return {}
-    try:
-        loaded = OmegaConf.load(path)
-        section = loaded.get("data", loaded) if isinstance(loaded, DictConfig) else None
-        if not isinstance(section, DictConfig):
-            raise ConfigError(f"{path} is not a data config.")
-        if section.get("name", source.name) != source.name:
-            raise ConfigError(f"{path} configures dataset '{section.name}', not '{source.name}'.")
-        values = section.get(source.settings_key)
-        return OmegaConf.to_container(values, resolve=True) if isinstance(values, DictConfig) else {}  # type: ignore[return-value]
-    except OmegaConfBaseException as error:
-        raise ConfigError(f"Cannot read {path}: {error}") from error
-
-
-@report_user_errors
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.data", description=__doc__)
-    parser.add_argument("name", help=f"dataset name: {', '.join(KNOWN_DATASETS)}")
-    parser.add_argument("--source", type=Path, default=None, help="the archive as distributed, or its unpacked folder")
+    parser.add_argument("name", help=f"dataset name: {', '.join(KNOWN_DATASETS)}, or a new name for your photos")
+    parser.add_argument(
+        "--source", type=Path, default=None,
+        help="built-in datasets: the archive as distributed, or its unpacked folder; a new name: your photos "
+        "(a folder of class folders or of train/val/test folders, a .zip/.tar/.tar.gz/.tgz of one, or a CSV/TSV "
+        "of path,label[,split])",
+    )  # fmt: skip
     parser.add_argument("--root", type=Path, default=Path("data"), help="data directory (default: data)")
     parser.add_argument(
         "--config", type=Path, default=None, help="data config or params.yaml (default: configs/data/NAME.yaml)"
     )
-    parser.add_argument("--force", action="store_true", help="prepare again even if already prepared")
-    args = parser.parse_args(argv)
+    parser.add_argument("--force", action="store_true", help="prepare again; for your photos: replace the name")
+    importing = parser.add_argument_group("importing your photos")
+    importing.add_argument("--val-fraction", type=float, help="of each class, when the source has no val split")
+    importing.add_argument("--test-fraction", type=float, help="of each class, when the source has no test split")
+    importing.add_argument("--seed", type=int, help="for the carved splits (default 0)")
+    importing.add_argument("--dedupe", action="store_true", help="remove val/test copies of photos in train")
+    add_report_options(importing)
+    return parser
+
+
+@report_user_errors
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        return report_main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.name not in KNOWN_DATASETS:
+        return import_main(args)
     dataset = source_named(args.name)
     target = prepared_dir(args.root, args.name)
     settings = data_settings(dataset, args.config)
@@ -62,11 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: nothing was kept in {target}", file=sys.stderr)
         return 130
-    summary = load_prepared_dataset(target).summary
+    except DataError as error:
+        if args.source is None:
+            raise
+        raise DataError(
+            f"{error} (To import your own photos, give them a name that is not a built-in dataset.)"
+        ) from error
+    print(ready_line(args.name, load_prepared_dataset(target).summary, target))
+    return 0
+
+
+def ready_line(name: str, summary: dict[str, Any], target: Path) -> str:
     counts = ", ".join(f"{split}: {sum(per_class.values())}" for split, per_class in summary["counts"].items())
     skipped = len(summary["skipped"])
-    print(f"{args.name} ready in {target} ({len(summary['classes'])} classes; {counts}; skipped {skipped})")
-    return 0
+    return f"{name} ready in {target} ({len(summary['classes'])} classes; {counts}; skipped {skipped})"
 
 
 if __name__ == "__main__":

@@ -89,28 +89,45 @@ def write_prepared_dataset(
         raise ValueError(f"classes must be in sorted order, as ImageFolder numbers them: {classes}")
     with atomic_path(root, directory=True) as staging:
         rows = _write_samples(staging, classes, samples)
-        with open(staging / "manifest.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        (staging / "classes.json").write_text(json.dumps(classes, indent=2))
-        counts = Counter((row["split"], row["class"]) for row in rows)
-        skipped = list(skipped)
-        summary = {
-            "classes": classes,
-            "counts": {
-                split: {label: counts[(split, label)] for label in classes}
-                for split in SPLITS
-                if any(counts[(split, label)] for label in classes)
-            },
-            "total": len(rows),
-            "skipped": skipped,
-            "skipped_by_reason": dict(Counter(entry["reason"] for entry in skipped)),
-            "source": source,
-            **(extra or {}),
-        }
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_index(staging, classes, rows, source, skipped, extra)
     return load_prepared_dataset(root)
+
+
+def write_index(
+    directory: Path,
+    classes: list[str],
+    rows: Iterable[dict[str, Any]],
+    source: dict[str, Any],
+    skipped: Iterable[dict[str, str]] = (),
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write ``manifest.csv``, ``classes.json`` and, last, ``summary.json`` for images already in ``directory``.
+
+    ``rows`` are the images' manifest rows (:data:`MANIFEST_FIELDS`), in order; they are read once.
+    """
+    counts: Counter[tuple[str, str]] = Counter()
+    with open(directory / "manifest.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+        writer.writeheader()
+        for row in rows:  # one pass: ``rows`` may be a generator
+            writer.writerow(row)
+            counts[(row["split"], row["class"])] += 1
+    (directory / "classes.json").write_text(json.dumps(classes, indent=2))
+    skipped = list(skipped)
+    summary = {
+        "classes": classes,
+        "counts": {
+            split: {label: counts[(split, label)] for label in classes}
+            for split in SPLITS
+            if any(counts[(split, label)] for label in classes)
+        },
+        "total": sum(counts.values()),
+        "skipped": skipped,
+        "skipped_by_reason": dict(Counter(entry["reason"] for entry in skipped)),
+        "source": source,
+        **(extra or {}),
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 def _write_samples(directory: Path, classes: list[str], samples: Iterable[Sample]) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ class DataLoaders:
 
 def open_dataset(data_cfg: Any) -> PreparedDataset:
     """The prepared dataset named by ``data_cfg``; a generated one is made on first use and when its settings change."""
-    source = source_named(data_cfg.name)
+    source = source_named(data_cfg.name, data_cfg.get("prepare"))
     if source.generated:
         prepare_if_needed(source, data_cfg.root, data_cfg.get(source.settings_key) or {})
     hint = f"invoke data {source.name} --root {data_cfg.root}"

@@ -10,6 +10,7 @@ from image_classifier.data import shapes
 from image_classifier.data.layout import prepared_dir
 from image_classifier.data.sources import animals_v2, cats_vs_dogs, cifar10
 from image_classifier.data.sources.base import Source
+from image_classifier.data.sources.user import ImportedSource, is_import_config
 from image_classifier.errors import ConfigError, UserError
 
 # the embedded generated dataset first (the default), then the real ones
@@ -19,11 +20,24 @@ SOURCES: dict[str, Source] = {
 KNOWN_DATASETS: tuple[str, ...] = tuple(SOURCES)
 
 
-def source_named(name: str) -> Source:
-    """The registered dataset ``name``; an unknown name is a one-line error listing the known ones."""
-    if name not in SOURCES:
-        raise ConfigError(f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}.")
-    return SOURCES[name]
+def source_named(name: str, prepare: Mapping[str, Any] | None = None) -> Source:
+    """The dataset ``name``: a built-in one, or the user's photos when its config's ``prepare`` records an import.
+
+    An unknown name is a one-line error listing the known ones and saying how to import photos.
+    """
+    if name in SOURCES:
+        return SOURCES[name]
+    if is_import_config(prepare):
+        return ImportedSource(name)
+    raise ConfigError(
+        f"Unknown dataset '{name}'. Known: {', '.join(KNOWN_DATASETS)}; "
+        f"or import your own photos as it: invoke data {name} --source PATH."
+    )
+
+
+def is_known_dataset(name: str, prepare: Mapping[str, Any] | None) -> bool:
+    """A built-in dataset, or one imported from the user's photos (its data config records the source)."""
+    return name in SOURCES or is_import_config(prepare)
 
 
 def prepare_if_needed(
@@ -38,4 +52,12 @@ def prepare_if_needed(
     return True
 
 
-__all__ = ["KNOWN_DATASETS", "SOURCES", "Source", "prepare_if_needed", "source_named"]
+__all__ = [
+    "KNOWN_DATASETS",
+    "SOURCES",
+    "ImportedSource",
+    "Source",
+    "is_known_dataset",
+    "prepare_if_needed",
+    "source_named",
+]

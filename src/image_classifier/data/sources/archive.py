@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import shutil
 import tarfile
 import zipfile
@@ -9,6 +10,14 @@ from pathlib import Path
 
 from image_classifier.atomic import atomic_path
 from image_classifier.errors import DataError
+
+LEAVES = "would be written outside the folder it is unpacked into"
+
+
+def leaves_folder(member: str) -> bool:
+    """Whether an archive member's path is absolute or climbs out of the folder it is unpacked into."""
+    normal = posixpath.normpath(member.replace("\\", "/"))
+    return normal.startswith("/") or normal == ".." or normal.startswith("../") or ":" in normal[:2]
 
 
 def is_archive(path: Path) -> bool:
@@ -20,12 +29,17 @@ def unpack(archive: Path, dest: Path) -> None:
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as handle:
+                for member in handle.namelist():
+                    if leaves_folder(member):
+                        raise DataError(f"{archive.name}: member '{member}' {LEAVES}; the archive is refused.")
                 handle.extractall(dest)
         elif tarfile.is_tarfile(archive):
             with tarfile.open(archive) as handle:
                 handle.extractall(dest, filter="data")
         else:
             raise DataError(f"{archive} is not a .zip or .tar(.gz) archive.")
+    except tarfile.FilterError as error:
+        raise DataError(f"{archive.name}: member '{error.tarinfo.name}' {LEAVES}; the archive is refused.") from error
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
         raise DataError(f"Could not unpack {archive}: {error}") from error
 

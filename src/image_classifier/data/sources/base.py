@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class PrepareSettings:
     md5: str | None = None
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None) -> PrepareSettings:
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> Self:
         values = dict(values or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

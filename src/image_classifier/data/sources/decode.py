@@ -1,0 +1,148 @@
+"""Check, convert and hash many photos in parallel, one process per core, with a progress bar.
+
+Each worker decodes a photo fully (:func:`~image_classifier.data.sources.images.check_image`), writes the
+file to keep into the output folder itself and sends back only a small :class:`Decoded` record (sizes,
+md5, perceptual hash), so memory stays flat however many photos there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import imagehash
+from PIL import Image
+from tqdm import tqdm
+
+from image_classifier.data.layout import encode_jpeg
+from image_classifier.data.sources.base import PrepareSettings
+from image_classifier.data.sources.images import Rejected, check_image
+
+JPEG_QUALITY = 95
+T = TypeVar("T")
+R = TypeVar("R")
+CHUNK = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A usable photo, written to ``<index><suffix>`` in the output folder."""
+
+    index: int
+    suffix: str
+    width: int
+    height: int
+    source_width: int
+    source_height: int
+    size: int
+    md5: str
+    phash: str
+    """64-bit DCT perceptual hash (imagehash.phash), hex."""
+    dhash: str
+    """64-bit gradient hash (imagehash.dhash), hex: confirms a pHash match."""
+    conversions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    index: int
+    reason: str
+
+
+def source_size(path: Path) -> tuple[int, int]:
+    """The photo's stored size, before any rotation or downscaling (read from its header only)."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def decode_one(task: tuple[int, str, str, PrepareSettings]) -> Decoded | Skipped:
+    """Check photo ``path``; write what is kept to ``out/<index><suffix>`` and describe it."""
+    index, path, out, settings = task
+    result = check_image(Path(path), settings)
+    if isinstance(result, Rejected):
+        return Skipped(index, result.reason)
+    payload = result.data if result.data is not None else encode_jpeg(result.image, JPEG_QUALITY)
+    suffix = result.suffix.lower()
+    Path(out, f"{index}{suffix}").write_bytes(payload)
+    width, height = result.image.size
+    source_width, source_height = source_size(Path(path))
+    return Decoded(
+        index,
+        suffix,
+        width,
+        height,
+        source_width,
+        source_height,
+        len(payload),
+        hashlib.md5(payload).hexdigest(),
+        *perceptual_hashes(result.image),
+        tuple(result.conversions),
+    )
+
+
+def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
+    """The photo's pHash and dHash (hex): equal or close for resized, re-encoded or slightly cropped copies."""
+    return str(imagehash.phash(image)), str(imagehash.dhash(image))
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them and removes what they wrote."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_map(
+    func: Callable[[T], R], tasks: Iterable[T], total: int, workers: int = 0, desc: str = ""
+) -> Iterator[R]:
+    """``func`` over ``tasks`` on ``workers`` processes (0: every core), results as they finish, with a progress bar.
+
+    Ctrl-C stops the workers (the pool is terminated) and reaches the caller as ``KeyboardInterrupt``.
+    """
+    workers = workers or default_workers()
+    perceptual_hashes(Image.new("RGB", (8, 8)))  # imports scipy's FFT here once, not in every worker
+    bar = tqdm(total=total, desc=desc, unit="photo", disable=None, smoothing=0.1)
+    try:
+        if workers == 1 or total < 2 * CHUNK:
+            for task in tasks:
+                yield func(task)
+                bar.update()
+            return
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with context.Pool(workers, initializer=_ignore_interrupts) as pool:
+            for result in pool.imap_unordered(func, tasks, chunksize=CHUNK):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
+
+
+def decode_all(
+    paths: Sequence[Path], out: Path, settings: PrepareSettings, workers: int = 0, desc: str = "import"
+) -> Iterator[Decoded | Skipped]:
+    """Decode ``paths`` into ``out`` (see :func:`decode_one`), in the order they finish."""
+    tasks = ((index, str(path), str(out), settings) for index, path in enumerate(paths))
+    return parallel_map(decode_one, tasks, len(paths), workers, desc)
+
+
+def hash_one(task: tuple[int, str]) -> tuple[int, tuple[str, str]]:
+    index, path = task
+    with Image.open(path) as image:
+        return index, perceptual_hashes(image.convert("RGB"))
+
+
+def hash_all(paths: Sequence[Path], workers: int = 0, desc: str = "hash") -> list[tuple[str, str]]:
+    """The pHash and dHash of each of ``paths`` (hex), in order."""
+    hashes = [("", "")] * len(paths)
+    tasks = ((index, str(path)) for index, path in enumerate(paths))
+    for index, value in parallel_map(hash_one, tasks, len(paths), workers, desc):
+        hashes[index] = value
+    return hashes

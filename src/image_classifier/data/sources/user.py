@@ -1,0 +1,210 @@
+"""A user's own photos as a dataset: imported from a folder, an archive or a list into the prepared layout.
+
+``raw/NAME`` becomes a copy of the source; ``processed/NAME`` the checked photos in the same layout as the
+built-in datasets (manifest, ``summary.json``, fingerprint), with ``quality.json`` (:mod:`..quality`).
+Both are written beside their old versions and renamed into place only when complete, so an interrupted
+or failed import leaves the data that was there untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from image_classifier.atomic import atomic_path
+from image_classifier.data.layout import (
+    SPLITS,
+    PreparedDataset,
+    is_prepared,
+    load_prepared_dataset,
+    prepared_dir,
+    write_index,
+)
+from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, Photo, analyse, leaked_copies
+from image_classifier.data.sources.base import PrepareSettings
+from image_classifier.data.sources.decode import Decoded, decode_all
+from image_classifier.data.sources.discover import Found, check_classes, find_photos
+from image_classifier.data.sources.photo_list import read_photo_list
+from image_classifier.data.sources.raw_copy import copy_source
+from image_classifier.data.sources.user_names import LIST_SUFFIXES
+from image_classifier.data.sources.user_splits import assign_splits, check_split_sizes
+from image_classifier.errors import DataError
+
+INCOMING = ".incoming"
+
+
+@dataclass(frozen=True)
+class ImportSettings(PrepareSettings):
+    """How a user's photos are imported (the ``prepare:`` section of the data config the import writes)."""
+
+    source: str | None = None
+    """The folder, archive or list imported, as an absolute path (``raw/NAME`` is its copy)."""
+    dedupe: bool = False
+    near_duplicate_distance: int = NEAR_DUPLICATE_DISTANCE
+
+
+@dataclass(frozen=True)
+class ImportedSource:
+    """A :class:`~image_classifier.data.sources.base.Source` for a user's photos, imported with ``--source``."""
+
+    name: str
+    workers: int = 0
+    """Decoding processes (0: one per core)."""
+    settings_key: ClassVar[str] = "prepare"
+    generated: ClassVar[bool] = False
+
+    def is_current(self, directory: Path, settings: Mapping[str, Any]) -> bool:
+        return is_prepared(directory)
+
+    def prepare(self, root: Path, origin: Path | None, settings: Mapping[str, Any]) -> PreparedDataset:
+        return import_photos(self.name, Path(root), origin, ImportSettings.from_mapping(settings), self.workers)
+
+
+def is_import_config(prepare: Mapping[str, Any] | None) -> bool:
+    """Whether a data config's ``prepare`` section is one an import wrote (it records the source)."""
+    return isinstance(prepare, Mapping) and "source" in prepare
+
+
+@contextmanager
+def raw_copy(raw: Path, origin: Path | None) -> Iterator[tuple[Path, list[dict[str, str]]]]:
+    """The raw folder to read: a new copy of ``origin`` (renamed to ``raw`` on success), or ``raw`` as it is."""
+    if origin is None or (raw.exists() and origin.resolve() == raw.resolve()):
+        yield raw, []
+        return
+    with atomic_path(raw, directory=True) as staging:
+        yield staging, copy_source(origin, staging)
+
+
+def source_to_read(name: str, raw: Path, origin: Path | None, settings: ImportSettings) -> Path | None:
+    """What to copy into ``raw``: ``origin``, else nothing (``raw`` is there), else the source the config records."""
+    if origin is not None or raw.is_dir():
+        return origin
+    if settings.source and Path(settings.source).exists():
+        return Path(settings.source)
+    raise DataError(
+        f"No photos for {name}: {raw} is missing (dvc pull it) and the recorded source "
+        f"{settings.source or '(none)'} is not there; import again with `invoke data {name} --source PATH --force`."
+    )
+
+
+def find_in_raw(raw: Path, settings: ImportSettings, origin: Path | None) -> Found:
+    recorded = origin if origin is not None else Path(settings.source) if settings.source else None
+    if recorded is not None and recorded.suffix.lower() in LIST_SUFFIXES and (raw / recorded.name).is_file():
+        return read_photo_list(raw / recorded.name, raw)
+    return find_photos(raw)
+
+
+def import_photos(
+    name: str, root: Path, origin: Path | None, settings: ImportSettings, workers: int = 0
+) -> PreparedDataset:
+    """Copy ``origin`` into ``root/raw/name`` (or read the copy there) and prepare it; all or nothing."""
+    raw = root / "raw" / name
+    origin = source_to_read(name, raw, Path(origin).expanduser().absolute() if origin else None, settings)
+    with raw_copy(raw, origin) as (folder, copy_skipped):
+        found = find_in_raw(folder, settings, origin)
+        found.skipped[:0] = copy_skipped
+        check_classes(found, origin or raw)
+        keyed = [(item.origin, item.label, item.split) for item in found.items]
+        check_split_sizes(keyed, found.classes, settings, "photos")
+        with atomic_path(prepared_dir(root, name), directory=True) as staging:
+            provenance = {
+                "dataset": f"{name} (imported)",
+                "obtained_from": str(origin or settings.source or raw),
+                "layout": found.layout,
+                "settings": asdict(settings),
+            }
+            write_import(staging, name, found, settings, workers, provenance)
+    return load_prepared_dataset(prepared_dir(root, name))
+
+
+def decode_found(
+    staging: Path, name: str, found: Found, settings: ImportSettings, workers: int
+) -> tuple[dict[int, Decoded], list[dict[str, str]], Counter[str]]:
+    """Decode every photo into ``staging/.incoming``: the usable ones by index, the skipped, the conversions."""
+    incoming = staging / INCOMING
+    incoming.mkdir()
+    usable: dict[int, Decoded] = {}
+    skipped: list[dict[str, str]] = []
+    converted: Counter[str] = Counter()
+    for result in decode_all([item.path for item in found.items], incoming, settings, workers, f"import {name}"):
+        if isinstance(result, Decoded):
+            usable[result.index] = result
+            converted.update(result.conversions)
+        else:
+            skipped.append({"path": found.items[result.index].origin, "reason": result.reason})
+    skipped.sort(key=lambda entry: entry["path"])
+    return usable, skipped, converted
+
+
+def place(staging: Path, found: Found, usable: dict[int, Decoded], settings: ImportSettings) -> list[Photo]:
+    """Move each usable photo to ``split/class/name``, in its assigned split; the photos, in manifest order."""
+    keyed = [(str(index), found.items[index].label, found.items[index].split) for index in sorted(usable)]
+    check_split_sizes(keyed, found.classes, settings, "photos (after the unreadable ones were skipped)")
+    splits = assign_splits(keyed, settings)
+    used: set[tuple[str, str, str]] = set()
+    photos = []
+    for index in sorted(usable, key=lambda i: found.items[i].origin):
+        item, decoded, split = found.items[index], usable[index], splits[str(index)]
+        stem, n = item.path.stem, 0
+        while (split, item.label, stem.lower()) in used:
+            n += 1
+            stem = f"{item.path.stem}-{n}"
+        used.add((split, item.label, stem.lower()))
+        relative = f"{split}/{item.label}/{stem}{decoded.suffix}"
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        (staging / INCOMING / f"{index}{decoded.suffix}").rename(staging / relative)
+        photos.append(
+            Photo(
+                split,
+                item.label,
+                relative,
+                item.origin,
+                decoded.width,
+                decoded.height,
+                decoded.source_width,
+                decoded.source_height,
+                decoded.md5,
+                decoded.phash,
+                decoded.dhash,
+            )
+        )
+    (staging / INCOMING).rmdir()
+    return sorted(photos, key=lambda p: (SPLITS.index(p.split), p.label, p.path))
+
+
+def write_import(
+    staging: Path, name: str, found: Found, settings: ImportSettings, workers: int, provenance: dict[str, Any]
+) -> None:
+    """Decode, place, report on (and with ``dedupe`` remove leaked copies of) the photos, then index them."""
+    usable, skipped, converted = decode_found(staging, name, found, settings, workers)
+    skipped = found.skipped + skipped
+    photos = place(staging, found, usable, settings)
+    del usable  # the photos hold what is needed from here on
+    report = analyse(found.classes, photos, skipped, settings.near_duplicate_distance)
+    if settings.dedupe:
+        removed = leaked_copies(report)
+        for entry in removed:
+            (staging / entry["path"]).unlink()
+        gone = {entry["path"] for entry in removed}
+        photos = [photo for photo in photos if photo.path not in gone]
+        report = {**analyse(found.classes, photos, skipped, settings.near_duplicate_distance), "removed": removed}
+    rows = (
+        {
+            "split": p.split,
+            "class": p.label,
+            "path": p.path,
+            "width": p.width,
+            "height": p.height,
+            "bytes": (staging / p.path).stat().st_size,
+            "md5": p.md5,
+        }
+        for p in photos
+    )
+    (staging / "quality.json").write_text(json.dumps(report, indent=2))
+    extra = {"converted": converted, "layout": found.layout, "removed_duplicates": len(report["removed"])}
+    write_index(staging, found.classes, rows, provenance, skipped, extra)
