@@ -1,0 +1,139 @@
+"""The ONNX server's import set: it starts, answers and predicts with the training stack unimportable.
+
+Each server runs with a ``sitecustomize`` that makes torch, timm, torchvision and the rest of the training stack
+raise on import and records every attempt, in the server and in its model process alike (the child inherits
+``PYTHONPATH``), as the slim install (``serving/``) has none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from image_classifier.api.backends import is_onnx, load_predictor
+from image_classifier.export import export
+from tests.conftest import REPO_ROOT
+from tests.serve.conftest import LIMITS, Server, png_bytes, start_server, stop_server
+
+TRAINING_STACK = (
+    "torch", "timm", "torchvision", "hydra", "omegaconf", "dvc", "gto", "wandb", "matplotlib", "torchmetrics",
+    "onnx", "scipy",
+)  # fmt: skip
+
+BLOCKER = f"""
+import importlib.abc, os, sys
+
+BLOCKED = {TRAINING_STACK!r}
+
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in BLOCKED:
+            with open(os.environ["IC_IMPORT_ATTEMPTS"], "a") as log:
+                log.write(name + "\\n")
+            raise ModuleNotFoundError(f"No module named {{top!r}} (blocked)", name=top)
+        return None
+
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+@pytest.fixture(scope="module")
+def onnx_model(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("onnx-slim") / "model.onnx"
+    export(bundle_path, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def torchless_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a process (and its children) in which the training stack cannot be imported."""
+    directory = tmp_path_factory.mktemp("torchless")
+    (directory / "sitecustomize.py").write_text(BLOCKER)
+    attempts = directory / "attempts.txt"
+    attempts.touch()
+    paths = [str(directory), str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "IC_IMPORT_ATTEMPTS": str(attempts)}
+
+
+def attempted_imports(env: dict[str, str]) -> list[str]:
+    return Path(env["IC_IMPORT_ATTEMPTS"]).read_text().split()
+
+
+@pytest.fixture(scope="module")
+def torchless_server(
+    onnx_model: Path, torchless_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    running = start_server(onnx_model, tmp_path_factory.mktemp("torchless-server"), **LIMITS, **torchless_env)
+    yield running
+    stop_server(running)
+
+
+def test_the_onnx_server_serves_without_importing_the_training_stack(
+    torchless_server: Server, torchless_env: dict[str, str]
+) -> None:
+    with torchless_server.client() as client:
+        assert client.get("/health").json()["backend"] == "onnxruntime"
+        response = client.post("/predict", files={"file": ("red.png", png_bytes(), "image/png")})
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"][0]["top_k"]) == 3
+        assert client.get("/metadata").json()["lineage"]["git_commit"] == "test"
+        assert client.post("/predict", files={"file": ("x.png", b"not an image", "image/png")}).status_code == 400
+        assert client.get("/").status_code == 200
+    assert attempted_imports(torchless_env) == []
+
+
+def test_the_onnx_server_predicts_what_the_full_install_predicts(
+    torchless_server: Server, onnx_model: Path, tmp_path: Path
+) -> None:
+    full = start_server(onnx_model, tmp_path, **LIMITS)
+    try:
+        image = png_bytes((90, 41), (20, 140, 220))
+        answers = [
+            httpx.post(f"{server.url}/predict?top_k=10", files={"file": ("a.png", image, "image/png")}, timeout=30)
+            for server in (torchless_server, full)
+        ]
+    finally:
+        stop_server(full)
+    slim, reference = (answer.json()["predictions"][0]["top_k"] for answer in answers)
+    assert slim == pytest.approx(reference, abs=1e-6)
+
+
+def test_a_bundle_on_an_install_without_torch_is_a_one_line_error(
+    bundle_path: Path, torchless_env: dict[str, str]
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "image_classifier.api", "--model", str(bundle_path)],
+        env={**os.environ, **torchless_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bundle_path} is a checkpoint bundle, and this install has no PyTorch")
+    assert "ONNX exports only" in line
+
+
+def test_a_model_file_without_a_suffix_is_recognised_by_its_content(
+    onnx_model: Path, bundle_path: Path, tmp_path: Path
+) -> None:
+    """Content-addressed caches (DVC's, a registry's) store files without their suffix."""
+    onnx_copy, bundle_copy = tmp_path / "3f9a0c", tmp_path / "77be21"
+    shutil.copy(onnx_model, onnx_copy)
+    shutil.copy(bundle_path, bundle_copy)
+    assert is_onnx(onnx_copy) and not is_onnx(bundle_copy)
+    assert load_predictor(onnx_copy).backend == "onnxruntime"
+    assert load_predictor(bundle_copy).backend == "pytorch"
+    assert json.loads(json.dumps(load_predictor(onnx_copy).classes)) == load_predictor(bundle_copy).classes
