@@ -7,6 +7,7 @@ raise on import and records every attempt, in the server and in its model proces
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -137,3 +138,19 @@ def test_a_model_file_without_a_suffix_is_recognised_by_its_content(
     assert load_predictor(onnx_copy).backend == "onnxruntime"
     assert load_predictor(bundle_copy).backend == "pytorch"
     assert json.loads(json.dumps(load_predictor(onnx_copy).classes)) == load_predictor(bundle_copy).classes
+
+
+def test_the_export_writes_what_serving_needs_beside_the_onnx_file(
+    onnx_model: Path, bundle_path: Path, torchless_server: Server
+) -> None:
+    card = json.loads(onnx_model.with_suffix(".serving.json").read_text())
+    bundle = load_predictor(bundle_path)
+    assert card["onnx_file"] == onnx_model.name
+    assert card["onnx_sha256"] == hashlib.sha256(onnx_model.read_bytes()).hexdigest()
+    assert card["classes"] == bundle.classes and card["model_name"] == bundle.model_name
+    assert {"input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std"} <= set(card["data_config"])
+    assert card["lineage"]["git_commit"] == "test" and card["lineage"]["versions"]["torch"]
+    with torchless_server.client() as client:
+        served = client.get("/metadata").json()
+    assert served["classes"] == card["classes"] and served["lineage"] == card["lineage"]
+    assert served["crop_pct"] == card["data_config"]["crop_pct"]

@@ -56,8 +56,8 @@ def center_crop(image: Image.Image, height: int, width: int, fill: tuple[int, ..
         image = padded
         if (image.width, image.height) == (width, height):
             return image
-    top = int(round((image.height - height) / 2.0))
-    left = int(round((image.width - width) / 2.0))
+    top = round((image.height - height) / 2.0)
+    left = round((image.width - width) / 2.0)
     return image.crop((left, top, left + width, top + height))
 
 
