@@ -1,8 +1,8 @@
 """The ONNX server's import set: it starts, answers and predicts with the training stack unimportable.
 
-Each server runs with a ``sitecustomize`` that makes torch, timm, torchvision and the rest of the training stack
-raise on import and records every attempt, in the server and in its model process alike (the child inherits
-``PYTHONPATH``), as the slim install (``serving/``) has none of them.
+Each server runs with a ``sitecustomize`` (:data:`image_classifier.bench.slim.BLOCKER`) that makes torch, timm,
+torchvision and the rest of the training stack raise on import and records every attempt, in the server and in its
+model process alike (the child inherits ``PYTHONPATH``), as the slim install (``serving/``) has none of them.
 """
 
 from __future__ import annotations
@@ -20,33 +20,10 @@ import httpx
 import pytest
 
 from image_classifier.api.backends import is_onnx, load_predictor
+from image_classifier.bench import slim
 from image_classifier.export import export
 from tests.conftest import REPO_ROOT
 from tests.serve.conftest import LIMITS, Server, png_bytes, start_server, stop_server
-
-TRAINING_STACK = (
-    "torch", "timm", "torchvision", "hydra", "omegaconf", "dvc", "gto", "wandb", "matplotlib", "torchmetrics",
-    "onnx", "scipy",
-)  # fmt: skip
-
-BLOCKER = f"""
-import importlib.abc, os, sys
-
-BLOCKED = {TRAINING_STACK!r}
-
-
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        top = name.partition(".")[0]
-        if top in BLOCKED:
-            with open(os.environ["IC_IMPORT_ATTEMPTS"], "a") as log:
-                log.write(name + "\\n")
-            raise ModuleNotFoundError(f"No module named {{top!r}} (blocked)", name=top)
-        return None
-
-
-sys.meta_path.insert(0, Blocker())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +36,7 @@ def onnx_model(bundle_path: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def torchless_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a process (and its children) in which the training stack cannot be imported."""
-    directory = tmp_path_factory.mktemp("torchless")
-    (directory / "sitecustomize.py").write_text(BLOCKER)
-    attempts = directory / "attempts.txt"
-    attempts.touch()
-    paths = [str(directory), str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]
-    return {"PYTHONPATH": os.pathsep.join(p for p in paths if p), "IC_IMPORT_ATTEMPTS": str(attempts)}
+    return slim.torchless_env(tmp_path_factory.mktemp("torchless"), REPO_ROOT / "src")
 
 
 def attempted_imports(env: dict[str, str]) -> list[str]:

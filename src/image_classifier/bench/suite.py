@@ -6,7 +6,8 @@ Each case runs in a fresh process (so its peak RSS is its own) and writes one re
 (the quickstart's model and size), the Animals-V2 sample in ``../shared/data`` at 64 and 224 px
 (skipped with a message where that folder is absent), 1k vs 10k shapes images for one full
 epoch (memory and epoch time against dataset size), and the time from ``invoke train`` to the
-first training step. Records of ``python -m image_classifier.bench.serve`` are appended when that
+first training step. Records of ``python -m image_classifier.bench.serve`` (and of ``bench.slim``, the slim
+ONNX server against today's ONNX backend) are appended when that
 module exists.
 
 Speed never comes at the cost of accuracy: one ``accuracy`` record trains the same short fixed-seed
@@ -568,6 +569,9 @@ def run(
         records += startup_records(data_root, work / "scratch")
     if serve and not quick:
         records += serve_records(work / "scratch")
+        from image_classifier.bench.slim import suite_records
+
+        records += suite_records(work / "scratch", console)
     meta = {"load_average": load_average(), "cpus": os.cpu_count()}
     (out / REPORT_NAME).write_text(json.dumps([{**r, **meta} for r in records], indent=2))
     title = f"Benchmarks (load average {meta['load_average']} on {meta['cpus']} CPUs) -> {out / REPORT_NAME}"
