@@ -188,7 +188,7 @@ def format(c: Context) -> None:
     _run(c, f"{PY} -m ruff format .")
 
 
-DOCKER_IMAGES = ("train", "api")
+DOCKER_IMAGES = ("train", "api", "api-onnx")  # api-onnx: the slim ONNX Runtime server (no torch)
 
 
 def _image_tag(image: str, tag: str) -> str:
@@ -197,7 +197,7 @@ def _image_tag(image: str, tag: str) -> str:
 
 @task(
     help={
-        "image": "train | api | all",
+        "image": "train | api | api-onnx | all",
         "tag": "image tag (default latest)",
         "torch_variant": "cpu (default) or a CUDA build such as cu126",
         "torch_index_url": "index torch is installed from (default: the PyTorch index for the variant)",
@@ -218,7 +218,7 @@ def docker_build(
 ) -> None:
     """Build the training and/or serving images from dockerfiles/."""
     if image not in (*DOCKER_IMAGES, "all"):
-        sys.exit(f"error: --image must be train, api or all, got {image!r}.")
+        sys.exit(f"error: --image must be one of {', '.join(DOCKER_IMAGES)} or all, got {image!r}.")
     build_args = {"TORCH_VARIANT": torch_variant}
     build_args |= {"TORCH_INDEX_URL": torch_index_url} if torch_index_url else {}
     build_args |= {"TORCH_EXTRA_INDEX_URL": torch_extra_index_url} if torch_extra_index_url else {}
@@ -354,6 +354,12 @@ def loadtest(
 def bench_serve(c: Context, args: str = "") -> None:
     """Serving benchmark: req/s and p50/p99 at concurrency 1 and 16 against the offline batched ceiling."""
     _run(c, f"{PY} -m image_classifier.bench.serve {args}")
+
+
+@task(name="bench-slim", help={"args": "extra arguments, e.g. '--docker --starts 5' or '--model-name convnextv2_atto'"})
+def bench_slim(c: Context, args: str = "") -> None:
+    """Slim ONNX serving against today's ONNX backend: cold start, req/s at 16 clients; --docker: image sizes."""
+    _run(c, f"{PY} -m image_classifier.bench.slim {args}")
 
 
 @task(help={"args": "extra arguments, e.g. '--quick' or '--no-serve --shared-data PATH' (or: invoke bench -- ARGS)"})

@@ -5,9 +5,12 @@ and ``NAME=VALUE`` arguments (later ones win). A placeholder left without a valu
     python deploy/render.py deploy/pytorchjob.yaml | kubectl apply -f -
     python deploy/render.py --env >> "$GITHUB_ENV"        # the image names, for a workflow
 
-Besides the file's values: ``TRAIN_IMAGE`` and ``API_IMAGE`` (``IMAGE_REPOSITORY/image-classifier-{train,api}``),
-``GCP_IMAGE_REPOSITORY`` (``IMAGE_REPOSITORY`` through ``GCP_IMAGE_MIRROR``), ``GCP_TRAIN_IMAGE``,
-``GCP_API_IMAGE``, and ``IMAGE_TAG`` (``latest`` unless given). Needs only the standard library.
+Besides the file's values: ``TRAIN_IMAGE``, ``API_IMAGE`` and ``API_ONNX_IMAGE``
+(``IMAGE_REPOSITORY/image-classifier-{train,api,api-onnx}``), ``GCP_IMAGE_REPOSITORY`` (``IMAGE_REPOSITORY`` through
+``GCP_IMAGE_MIRROR``), ``GCP_TRAIN_IMAGE``, ``GCP_API_IMAGE``, ``GCP_API_ONNX_IMAGE``, ``IMAGE_TAG`` (``latest``
+unless given), and ``GCP_SERVING_IMAGE``: the image that serves ``MODEL_URI``, the slim ``api-onnx`` one for an ONNX
+export (``MODEL_FORMAT=onnx``, or ``auto``, the default, with a ``MODEL_URI`` ending in ``.onnx``), else ``api``.
+Needs only the standard library.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ import sys
 from pathlib import Path
 
 IMAGES_ENV = Path(__file__).with_name("images.env")
-IMAGE_NAMES = {"TRAIN_IMAGE": "image-classifier-train", "API_IMAGE": "image-classifier-api"}
+IMAGE_NAMES = {
+    "TRAIN_IMAGE": "image-classifier-train",
+    "API_IMAGE": "image-classifier-api",
+    "API_ONNX_IMAGE": "image-classifier-api-onnx",
+}
+MODEL_FORMATS = ("auto", "bundle", "onnx")
 PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
 
@@ -46,7 +54,19 @@ def variables(overrides: dict[str, str] | None = None) -> dict[str, str]:
     for name, image in IMAGE_NAMES.items():
         values.setdefault(name, f"{repository}/{image}")
         values.setdefault(f"GCP_{name}", f"{values['GCP_IMAGE_REPOSITORY']}/{image}")
+    onnx = model_format(values.get("MODEL_FORMAT", "auto"), values.get("MODEL_URI", "")) == "onnx"
+    values.setdefault("GCP_SERVING_IMAGE", values["GCP_API_ONNX_IMAGE" if onnx else "GCP_API_IMAGE"])
     return values
+
+
+def model_format(given: str, model_uri: str) -> str:
+    """``bundle`` or ``onnx``: ``given``, or for ``auto`` (or empty) what ``model_uri``'s name ends with."""
+    given = given or "auto"
+    if given not in MODEL_FORMATS:
+        raise SystemExit(f"error: MODEL_FORMAT={given!r} is not one of {', '.join(MODEL_FORMATS)}.")
+    if given != "auto":
+        return given
+    return "onnx" if model_uri.split("?", 1)[0].endswith(".onnx") else "bundle"
 
 
 def render(text: str, values: dict[str, str]) -> str:

@@ -3,12 +3,15 @@
 ``python -m image_classifier.export --checkpoint best.pt --output models/model.onnx [--quantize --data DIR]``
 
 The ONNX model has a dynamic batch axis and carries the bundle's classes, preprocessing (input size,
-mean/std, interpolation, crop) and lineage as metadata, so the API can serve it alone.
+mean/std, interpolation, crop) and lineage as metadata, so the API can serve it alone, without torch. The same
+description is written beside it as ``<name>.serving.json`` (with the model file's SHA-256, for ``MODEL_SHA256``),
+for tools and people that read no ONNX.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import warnings
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from image_classifier.atomic import write_text_atomic
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.errors import DataError, UserError, report_user_errors
 
@@ -48,8 +52,27 @@ def onnx_metadata(bundle: Bundle) -> dict[str, str]:
         "input_size": json.dumps(list(data_config["input_size"])),
         "mean": json.dumps(list(data_config["mean"])),
         "std": json.dumps(list(data_config["std"])),
-        "lineage": json.dumps({**bundle.lineage, "epoch": bundle.epoch, "metrics": bundle.metrics}),
+        "lineage": json.dumps(serving_lineage(bundle)),
     }
+
+
+def serving_lineage(bundle: Bundle) -> dict[str, Any]:
+    """Where the bundle came from (commit, data fingerprint), its epoch, metrics and library versions."""
+    return {**bundle.lineage, "epoch": bundle.epoch, "metrics": bundle.metrics, "versions": bundle.versions}
+
+
+def write_serving_card(bundle: Bundle, onnx_path: Path) -> Path:
+    """``<name>.serving.json`` beside ``onnx_path``: what serving it needs (model name, classes, data config,
+    lineage) and the file's SHA-256."""
+    card = {
+        "model_name": bundle.model_name,
+        "classes": list(bundle.classes),
+        "data_config": bundle.data_config,
+        "lineage": serving_lineage(bundle),
+        "onnx_file": onnx_path.name,
+        "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+    }
+    return write_text_atomic(onnx_path.with_suffix(".serving.json"), json.dumps(card, indent=2) + "\n")
 
 
 def export_onnx(bundle: Bundle, output: Path, opset: int = 17) -> Path:
@@ -131,6 +154,7 @@ def export(
     report = ExportReport(onnx_path=str(output), opset=opset, max_abs_diff=max_abs_diff(bundle, output))
     if report.max_abs_diff > tolerance:
         raise UserError(f"ONNX output differs from PyTorch by {report.max_abs_diff:.3g} (tolerance {tolerance}).")
+    write_serving_card(bundle, output)
     if quantized:
         int8 = quantize(output, output.with_name(f"{output.stem}.int8.onnx"))
         report.quantized_path = str(int8)

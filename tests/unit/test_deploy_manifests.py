@@ -187,7 +187,7 @@ def test_images_are_published_to_ghcr_on_main_and_version_tags() -> None:
     assert on["push"]["branches"] == ["main"] and on["push"]["tags"] == ["v*.*.*"] and "workflow_call" in on
     assert images["permissions"]["packages"] == "write"
     job = images["jobs"]["publish"]
-    assert job["strategy"]["matrix"]["image"] == ["train", "api"]
+    assert job["strategy"]["matrix"]["image"] == ["train", "api", "api-onnx"]
     assert any("deploy/render.py --env" in step.get("run", "") for step in job["steps"])
     (login,) = steps_using(job, "docker/login-action")
     assert login["with"]["registry"] == "ghcr.io"
@@ -233,3 +233,37 @@ def test_the_registry_workflow_checks_then_publishes_and_deploys_prod() -> None:
     for name in ("images", "deploy"):
         assert jobs[name]["if"] == "needs.check.outputs.stage == 'prod'"
     assert jobs["deploy"]["with"]["image_tag"] == "sha-${{ github.sha }}"  # what images.yml tagged (type=sha)
+
+
+@pytest.mark.parametrize(
+    ("values", "image"),
+    [
+        ({"MODEL_URI": "gs://bucket/models/model.onnx"}, "GCP_API_ONNX_IMAGE"),
+        ({"MODEL_URI": SERVICE["MODEL_URI"], "MODEL_FORMAT": "onnx"}, "GCP_API_ONNX_IMAGE"),
+        ({"MODEL_URI": "gs://bucket/models/model.onnx", "MODEL_FORMAT": "bundle"}, "GCP_API_IMAGE"),
+        ({"MODEL_URI": "https://host/best.pt", "MODEL_FORMAT": "auto"}, "GCP_API_IMAGE"),
+    ],
+)
+def test_cloud_run_serves_an_onnx_export_with_the_slim_image(
+    images: dict[str, str], values: dict[str, str], image: str
+) -> None:
+    service = rendered("cloudrun/service.yaml", {**SERVICE, **values})
+    (container,) = service["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{images[image]}:{SERVICE['IMAGE_TAG']}"
+    assert images["GCP_API_ONNX_IMAGE"].endswith("/image-classifier-api-onnx")
+
+
+def test_an_unknown_model_format_is_a_one_line_error() -> None:
+    result = render(str(DEPLOY / "cloudrun" / "service.yaml"), *(f"{k}={v}" for k, v in SERVICE.items()),
+                    "MODEL_FORMAT=tflite", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: MODEL_FORMAT='tflite' is not one of auto, bundle, onnx."
+
+
+def test_the_slim_image_is_published_and_deployed_for_onnx_exports() -> None:
+    deploy = workflow("deploy.yml")
+    for trigger in ("workflow_call", "workflow_dispatch"):
+        assert triggers(deploy)[trigger]["inputs"]["model_format"]["default"] == "auto"
+    (render_step,) = [s for s in deploy["jobs"]["cloudrun"]["steps"] if "render.py" in s.get("run", "")]
+    assert render_step["env"]["MODEL_FORMAT"] == "${{ inputs.model_format }}"
+    assert (REPO_ROOT / "dockerfiles" / "api-onnx.Dockerfile").is_file()

@@ -55,8 +55,8 @@ def test_lint_runs_ruff_format_check_and_mypy() -> None:
 def test_docker_images_build_on_pull_requests() -> None:
     workflow = load(WORKFLOWS / "docker.yml")
     assert "pull_request" in triggers(workflow)
-    assert workflow["jobs"]["build"]["strategy"]["matrix"]["image"] == ["train", "api"]
-    for image in ("train", "api"):
+    assert workflow["jobs"]["build"]["strategy"]["matrix"]["image"] == ["train", "api", "api-onnx"]
+    for image in ("train", "api", "api-onnx"):
         assert (REPO_ROOT / "dockerfiles" / f"{image}.Dockerfile").is_file()
 
 

@@ -19,17 +19,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from image_classifier.api.backends import ModelInfo, Preprocess, eval_preprocess, load_predictor, pixel_forward
 from image_classifier.api.batching import Batcher, MicroBatcher, ModelUnavailable
 from image_classifier.api.images import ImageRejected, check_media_type, prepare
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.model_source import local_model
 from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
-from image_classifier.api.predictors import ModelInfo, load_predictor, pixel_forward
 from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.errors import UserError
-from image_classifier.preprocess import BatchedEvalTransform
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -43,7 +42,7 @@ class Service:
 
     settings: ServeSettings
     model: ModelInfo
-    preprocess: BatchedEvalTransform
+    preprocess: Preprocess
     batcher: Batcher
     metrics: ServiceMetrics
     prediction_log: PredictionLog
@@ -102,7 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.service = Service(
         settings=settings,
         model=model,
-        preprocess=BatchedEvalTransform(model.data_config),
+        preprocess=eval_preprocess(model),
         batcher=batcher,
         metrics=metrics,
         prediction_log=PredictionLog(settings.prediction_log),

@@ -60,7 +60,7 @@ def _serve(
     max_wait_s: float,
 ) -> None:
     """The child: load the predictor, report what it is, then batch and answer until ``None`` arrives."""
-    from image_classifier.api.predictors import load_predictor, pixel_forward
+    from image_classifier.api.backends import load_predictor, pixel_forward
 
     try:
         predictor = load_predictor(path, threads)

@@ -6,9 +6,10 @@ Each case runs in a fresh process (so its peak RSS is its own) and writes one re
 (the quickstart's model and size), the Animals-V2 sample in ``../shared/data`` at 64 and 224 px
 (skipped with a message where that folder is absent), 1k vs 10k shapes images for one full
 epoch (memory and epoch time against dataset size), and the time from ``invoke train`` to the
-first training step. Records of ``python -m image_classifier.bench.serve`` are appended when that
-module exists, and those of :mod:`image_classifier.bench.imports` (importing 2,000 and 20,000 generated
-photos: photos/s and peak memory; skip it with ``--no-import``).
+first training step. Records of ``python -m image_classifier.bench.serve`` (and of ``bench.slim``, the slim
+ONNX server against today's ONNX backend) are appended when that module exists, and those of
+:mod:`image_classifier.bench.imports` (importing 2,000 and 20,000 generated photos: photos/s and peak
+memory; skip it with ``--no-import``).
 
 Speed never comes at the cost of accuracy: one ``accuracy`` record (:mod:`image_classifier.bench.accuracy`)
 trains the same short deterministic run with three seeds through the default pipeline (``data.cache=true``)
@@ -422,6 +423,9 @@ def run(
         records += startup_records(data_root, work / "scratch")
     if serve and not quick:
         records += serve_records(work / "scratch")
+        from image_classifier.bench.slim import suite_records
+
+        records += suite_records(work / "scratch", console)
     if imports and not quick:
         records += import_records(work / "imports")
     meta = {"load_average": load_average(), "cpus": os.cpu_count()}
