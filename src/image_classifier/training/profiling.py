@@ -139,12 +139,14 @@ def profile_steps(
 def top_operators(events: list[FunctionEventAvg], sort_by: str, top: int, steps: int) -> str:
     """The ``top`` operators by self time (``sort_by``), without this module's phase and step labels: name, calls
     per step, self time per step and its share of all operators' self time."""
-    operators = [e for e in events if e.key not in PHASES and not e.key.startswith(("step ", "ProfilerStep#"))]
+    labels = ("step ", "ProfilerStep#")
+    operators = [e for e in events if e.key and e.key not in PHASES and not e.key.startswith(labels)]
     total = sum(getattr(e, sort_by) for e in operators) or 1.0
     operators.sort(key=lambda e: getattr(e, sort_by), reverse=True)
     rows = [f"{'operator':<48} {'calls/step':>10} {'self ms/step':>13} {'share':>7}"]
     for event in operators[:top]:
         self_us = getattr(event, sort_by)
-        name = event.key if len(event.key) <= 48 else event.key[:45] + "..."
+        key = str(event.key)
+        name = key if len(key) <= 48 else key[:45] + "..."
         rows.append(f"{name:<48} {event.count / steps:>10.1f} {self_us / 1000 / steps:>13.2f} {self_us / total:>7.1%}")
     return "\n".join(rows)
