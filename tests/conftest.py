@@ -20,7 +20,8 @@ from omegaconf import DictConfig, open_dict
 
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.runtime import config_dir
-from tests.helpers.tools import in_ci, is_allowed, require_shared_data
+from tests.helpers.ci_skips import pytest_runtest_makereport  # noqa: F401 (the hook, registered by its name here)
+from tests.helpers.tools import require_shared_data
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -54,24 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
     get the default disposition, and Python's handler in turn)."""
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Under ``CI=true`` a skip is a failure unless tests/helpers/tools.py's ALLOWED_CI_SKIPS lists it: a missing
-    tool, extra or data set cannot keep a CI job green by skipping what it should have tested."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
-        return
-    longrepr = report.longrepr
-    reason = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr).removeprefix("Skipped: ")
-    if not is_allowed(reason):
-        report.outcome = "failed"
-        report.longrepr = (
-            f"CI=true and this test skipped: {reason}\n(install what it needs; tests/helpers/tools.py "
-            "ALLOWED_CI_SKIPS lists the only skips CI allows)"
-        )
 
 
 @pytest.fixture(autouse=True)

@@ -205,4 +205,4 @@ def import_restricted(modules: Iterable[str], distributions: set[str]) -> subpro
     """Import ``modules`` in a fresh interpreter (this one, with the repository on its path) that can import only
     what ``distributions`` provide, besides the standard library and the project's own code."""
     command = [sys.executable, "-c", _RESTRICTED_IMPORT, json.dumps(sorted(distributions)), json.dumps(sorted(modules))]
-    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
