@@ -167,6 +167,19 @@ def _newest_checkpoint() -> Path | None:
     return candidates[-1] if candidates else None
 
 
+@task(
+    positional=["overrides"],
+    help={
+        "overrides": 'training overrides, e.g. "experiment=finetune_cpu" or "trainer.device=cuda"',
+        "steps": "steps recorded (default 10)",
+        "args": "more options, e.g. '--warmup 3 --top 20 --out DIR'",
+    },
+)
+def profile(c: Context, overrides: str | None = None, steps: int = 10, args: str = "") -> None:
+    """torch.profiler over STEPS training steps: step time split, top operators, a trace for TensorBoard/Perfetto."""
+    _run(c, f"{PY} -m image_classifier.profile --steps {steps} {args} {overrides or ''}")
+
+
 @task(help={"args": "extra pytest arguments", "slow": "also run tests marked slow"})
 def test(c: Context, args: str = "", slow: bool = False) -> None:
     """Run the test suite (fast tests by default)."""

@@ -5,6 +5,10 @@ and ``NAME=VALUE`` arguments (later ones win). A placeholder left without a valu
     python deploy/render.py deploy/pytorchjob.yaml | kubectl apply -f -
     python deploy/render.py --env >> "$GITHUB_ENV"        # the image names, for a workflow
 
+``OWNER``, which ``images.env`` puts in ``IMAGE_REPOSITORY``, is the GitHub owner in lower case (GHCR's rule), worked
+out at run time: ``OWNER`` if given, else ``GITHUB_REPOSITORY_OWNER`` (set in every workflow run, so a fork
+publishes to its own namespace), else the owner in ``git remote get-url origin``.
+
 Besides the file's values: ``TRAIN_IMAGE``, ``API_IMAGE`` and ``API_ONNX_IMAGE``
 (``IMAGE_REPOSITORY/image-classifier-{train,api,api-onnx}``), ``GCP_IMAGE_REPOSITORY`` (``IMAGE_REPOSITORY`` through
 ``GCP_IMAGE_MIRROR``), ``GCP_TRAIN_IMAGE``, ``GCP_API_IMAGE``, ``GCP_API_ONNX_IMAGE``, ``IMAGE_TAG`` (``latest``
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,11 +49,26 @@ def read_env(path: Path) -> dict[str, str]:
     return values
 
 
+def github_owner() -> str | None:
+    """The repository's GitHub owner: ``GITHUB_REPOSITORY_OWNER``, else the owner in origin's URL."""
+    if owner := os.environ.get("GITHUB_REPOSITORY_OWNER"):
+        return owner
+    origin = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=IMAGES_ENV.parent, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    found = re.search(r"github\.com[:/]([^/]+)/", origin)
+    return found.group(1) if found else None
+
+
 def variables(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Every value a manifest can use: the file's, the derived image names, then the environment and overrides."""
     values = {"IMAGE_TAG": "latest", **read_env(IMAGES_ENV)}
     values |= {name: os.environ[name] for name in os.environ if PLACEHOLDER.fullmatch(f"${{{name}}}")}
     values |= overrides or {}
+    owner = values.get("OWNER") or github_owner()
+    if owner:
+        values["OWNER"] = owner.lower()
+    values["IMAGE_REPOSITORY"] = render(values["IMAGE_REPOSITORY"], values)
     repository, mirror = values["IMAGE_REPOSITORY"].rstrip("/"), values["GCP_IMAGE_MIRROR"].rstrip("/")
     values.setdefault("GCP_IMAGE_REPOSITORY", f"{mirror}/{repository.split('/', 1)[1]}")
     for name, image in IMAGE_NAMES.items():

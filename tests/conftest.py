@@ -20,6 +20,8 @@ from omegaconf import DictConfig, open_dict
 
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
 from image_classifier.runtime import config_dir
+from tests.helpers.ci_skips import pytest_runtest_makereport  # noqa: F401 (the hook, registered by its name here)
+from tests.helpers.tools import require_shared_data
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -67,9 +69,7 @@ def _own_wandb_service_per_test() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real-photo samples beside the project; tests using it skip where it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real-photo samples not found at {SHARED_DATA}")
-    return SHARED_DATA
+    return require_shared_data(SHARED_DATA)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

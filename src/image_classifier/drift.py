@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 from PIL import Image
 from scipy import stats
@@ -46,19 +47,21 @@ def reference_stats(folder: Path, limit: int = 2000, seed: int = 0) -> tuple[lis
     return rows, classes
 
 
-def read_log(path: Path, last: int = 1000) -> list[dict[str, Any]]:
-    """The ``last`` records of a prediction log."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Prediction log not found: {path} (set IC_PREDICTION_LOG when serving).")
+def read_log(path: str | Path, last: int = 1000) -> list[dict[str, Any]]:
+    """The ``last`` records of a prediction log: a local file, or a URL fsspec opens (``gs://BUCKET/...`` with the
+    ``gcs`` extra, ``https://...``), such as the bucket object the deployed service writes."""
+    path = str(path)
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise DataError(f"{path}:{number} is not a JSON line.") from None
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        raise DataError(f"{path}:{number} is not a JSON line.") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise DataError(f"Prediction log not found: {path} (set IC_PREDICTION_LOG when serving).") from None
     if not records:
         raise DataError(f"{path} holds no predictions yet.")
     return records[-last:]
@@ -140,7 +143,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 @report_user_errors
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.drift", description=__doc__.splitlines()[0])
-    parser.add_argument("--log", required=True, type=Path, help="prediction log (JSON lines) written by the API")
+    parser.add_argument("--log", required=True, help="prediction log (JSON lines) written by the API: path or URL")
     parser.add_argument("--reference", required=True, type=Path, help="training images folder (ImageFolder layout)")
     parser.add_argument("--out", default=Path("reports/drift"), type=Path, help="output directory")
     parser.add_argument("--last", default=1000, type=int, help="how many recent predictions to compare")

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from image_classifier.checkpoint import load_bundle
+from tests.helpers.tools import require_docker_daemon
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -53,10 +54,7 @@ def inspect(image: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def docker_daemon() -> None:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed")
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-        pytest.skip("no Docker daemon is running")
+    require_docker_daemon()
 
 
 def build(name: str) -> str:

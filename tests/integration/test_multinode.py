@@ -27,6 +27,7 @@ import torch
 
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
 from tests.helpers.rewrites import wait_for_rewrites
+from tests.helpers.tools import missing
 
 RDZV_PORT = 29400
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -72,7 +73,7 @@ def _ip(*args: str) -> str:
 def two_hosts() -> Iterator[tuple[Host, Host]]:
     """Hosts A (10.77.0.1) and B (10.77.0.2), named uniquely for this test; torn down whatever happens."""
     if shutil.which("ip") is None or shutil.which("unshare") is None:
-        pytest.skip("needs iproute2 (ip netns) and util-linux (unshare): apt-get install iproute2 util-linux")
+        missing("netns")
     tag = uuid.uuid4().hex[:6]  # interface names: at most 15 characters
     hosts = (
         Host(f"ic-{tag}-a", f"ic-{tag}-a", "10.77.0.1", f"ic{tag}a"),
@@ -98,7 +99,7 @@ def _create(hosts: tuple[Host, Host]) -> None:
         for host in hosts:
             _ip("netns", "add", host.netns)
     except subprocess.CalledProcessError as error:
-        pytest.skip(f"network namespaces are not permitted here (ip netns add: {error.stderr.strip()})")
+        missing("netns", f"ip netns add: {error.stderr.strip()}")
     _ip("link", "add", a.veth, "type", "veth", "peer", "name", b.veth)
     names = "".join(f"{host.address} {host.hostname}\n" for host in hosts)
     for host in hosts:

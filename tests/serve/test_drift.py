@@ -75,3 +75,20 @@ def test_drift_reads_the_servers_prediction_log(server: Server, shapes: Prepared
     )
     report = json.loads((out / "drift_report.json").read_text())
     assert report["recent_samples"] >= 4 and "predicted_class" in report["tests"]
+
+
+def test_drift_reads_a_prediction_log_from_a_url_through_fsspec(
+    shapes: PreparedDataset, http_server: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bucket path is read the same way: the deployed service writes its log to a bucket, the drift job reads it."""
+    base, served = http_server
+    images = load(sorted(shapes.split_dir("test").glob("*/*.jpg")))
+    write_log(served / "predictions.jsonl", images, label=shapes.classes[0])
+    reference, out = str(shapes.split_dir("train")), tmp_path / "r"
+    assert main(["--log", f"{base}/predictions.jsonl", "--reference", reference, "--out", str(out)]) == 0
+    assert json.loads((out / "drift_report.json").read_text())["recent_samples"] == len(images)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--log", f"{base}/nowhere.jsonl", "--reference", reference, "--out", str(out)])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"error: Prediction log not found: {base}/nowhere.jsonl (set IC_PREDICTION_LOG when serving)."

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.export import export
+from tests.helpers.tools import missing, which
 from tests.serve.conftest import IMAGE_SIZE, LIMITS, Server, start_server, stop_server
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
@@ -32,17 +32,14 @@ TOP_K = 5  # the page's default
 WAIT_S = 60
 
 
-def _executable(*names: str) -> str | None:
-    return next((path for name in names if (path := shutil.which(name))), None)
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    chromium = _executable("chromium", "chromium-browser")
-    driver_path = _executable("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("Chromium or chromedriver is not installed (apt-get install chromium chromium-driver)")
+    chromium, driver_path = which("chromium", "chromium-browser", "google-chrome"), which("chromedriver")
+    if chromium is None:
+        missing("chromium")
+    if driver_path is None:
+        missing("chromedriver")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
@@ -61,7 +58,7 @@ def photos(shared_data: Path) -> list[Path]:
     folder = shared_data / "animals-v2" / "Testing Data" / "Testing Data"
     found = [sorted((folder / name).glob("*.jp*g"))[:1] for name in ("Cat", "Zebra")]
     if not all(found):
-        pytest.skip(f"Animals-V2 test photos not found under {folder}")
+        missing("shared-data", f"no Animals-V2 test photos under {folder}")
     return [paths[0] for paths in found]
 
 

