@@ -65,13 +65,17 @@ def assert_same_as_timm(config: dict[str, object], image: Image.Image) -> None:
     np.testing.assert_allclose(tensor, expected, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
-@pytest.mark.parametrize("name", list(ODD_IMAGES))
+ODD_CASES = [  # timm's border mode itself fails on the very wide and very tall images (they round to 0 pixels)
+    pytest.param(config, name, id=f"{name}-{config_id}")
+    for config, config_id in zip(CONFIGS, CONFIG_IDS, strict=True)
+    for name in ODD_IMAGES
+    if not (config.get("crop_mode") == "border" and name.startswith("very-"))
+]
+
+
+@pytest.mark.parametrize(("config", "name"), ODD_CASES)
 def test_odd_images_give_timms_pixels_and_tensors(config: dict[str, object], name: str) -> None:
-    image = ODD_IMAGES[name]
-    if config.get("crop_mode") == "border" and name.startswith("very-"):
-        pytest.skip("timm's border mode fails on images that round to 0 pixels wide")
-    assert_same_as_timm(config, image)
+    assert_same_as_timm(config, ODD_IMAGES[name])
 
 
 def sample_photos(root: Path, count: int = 12) -> list[Path]:
