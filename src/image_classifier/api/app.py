@@ -31,6 +31,7 @@ from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, Pred
 from image_classifier.api.settings import ServeSettings
 from image_classifier.errors import UserError
 from image_classifier.preprocess import BatchedEvalTransform
+from image_classifier.redact import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -70,6 +71,7 @@ def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
 def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, Batcher] | None = None) -> FastAPI:
     """The service for ``settings`` (default: from the environment). It opens the model at start-up
     (:func:`open_model`) unless given one already ``opened``, and stops the batcher at shutdown."""
+    install_log_redaction()
     settings = settings or ServeSettings.from_env()
     metrics = ServiceMetrics()
     app = FastAPI(
@@ -100,8 +102,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         model, batcher = app.state.opened or await asyncio.to_thread(open_model, settings)
     except UserError as error:
-        app.state.unavailable = f"No model: {error}"
-        log.error("error: %s", error)
+        app.state.unavailable = redact(f"No model: {error}")
+        log.error("error: %s", app.state.unavailable.removeprefix("No model: "))
         yield
         return
     app.state.opened = None
