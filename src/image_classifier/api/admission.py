@@ -32,15 +32,23 @@ class Admission:
         self.retry_after_s = retry_after_s
         self.in_progress = 0
 
+    @property
+    def full(self) -> bool:
+        """Whether not even one more image fits: a request can be refused before its body is read."""
+        return self.in_progress >= self.capacity
+
+    def refusal(self) -> Overloaded:
+        return Overloaded(
+            f"The server is at its limit of {self.capacity} images in progress (IC_MAX_QUEUE); "
+            f"retry after {self.retry_after_s} s.",
+            self.retry_after_s,
+        )
+
     @contextlib.contextmanager
     def admit(self, count: int) -> Iterator[None]:
         """Hold ``count`` images' places for the block; :class:`Overloaded` when they do not fit."""
         if self.in_progress and self.in_progress + count > self.capacity:
-            raise Overloaded(
-                f"The server is at its limit of {self.capacity} images in progress (IC_MAX_QUEUE); "
-                f"retry after {self.retry_after_s} s.",
-                self.retry_after_s,
-            )
+            raise self.refusal()
         self.in_progress += count
         try:
             yield

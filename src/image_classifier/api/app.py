@@ -87,7 +87,10 @@ def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, B
         },
     )
     app.state.settings, app.state.metrics, app.state.opened = settings, metrics, opened
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+    app.state.admission = Admission(settings.max_queue, settings.retry_after_s)
+    app.add_middleware(
+        ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes, admission=app.state.admission
+    )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -115,7 +118,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher=batcher,
         metrics=metrics,
         prediction_log=PredictionLog(settings.prediction_log),
-        admission=Admission(settings.max_queue, settings.retry_after_s),
+        admission=app.state.admission,
     )
     log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
     # What start-up made (FastAPI, torch, the model: about 470k objects) lives as long as the server. Frozen,
