@@ -180,3 +180,31 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def overload_records(scratch: Path, cwd: Path | None = None) -> list[dict[str, Any]]:
+    """The record (phase ``serve``) of ``python -m image_classifier.bench.overload``, for ``invoke bench``."""
+    import subprocess
+
+    report_path = scratch / "bench_overload.json"
+    command = [sys.executable, "-m", "image_classifier.bench.overload", "--out", str(report_path)]
+    done = subprocess.run(command, cwd=cwd, check=False)
+    if done.returncode != 0 or not report_path.is_file():
+        return []
+    report = json.loads(report_path.read_text())
+    heavy, v = report["loads"][-1], report["verdict"]
+    refused = "-" if v["refused_max_ms"] is None else f"{v['refused_max_ms']:.0f}"
+    return [
+        {
+            "case": f"overload {report['model']}: {heavy['clients']} clients vs IC_MAX_QUEUE={report['queue']} "
+            f"(accepted p99 {v['accepted_p99_ratio']:.2f}x, refusals <= {refused} ms, RSS {v['peak_rss_ratio']:.2f}x, "
+            f"other 5xx {v['other_5xx']})",
+            "phase": "serve",
+            "img_size": report["image_size"],
+            "batch_size": report["queue"],
+            "ratio": None,
+            "peak_rss_mb": heavy["peak_rss_mb"],
+            "p99_ms": heavy["accepted_p99_ms"],
+            "overload": v,
+        }
+    ]

@@ -567,7 +567,10 @@ def run(
     if startup and not quick:
         records += startup_records(data_root, work / "scratch")
     if serve and not quick:
+        from image_classifier.bench.overload import overload_records
+
         records += serve_records(work / "scratch")
+        records += overload_records(work / "scratch", project_root())
     meta = {"load_average": load_average(), "cpus": os.cpu_count()}
     (out / REPORT_NAME).write_text(json.dumps([{**r, **meta} for r in records], indent=2))
     title = f"Benchmarks (load average {meta['load_average']} on {meta['cpus']} CPUs) -> {out / REPORT_NAME}"
