@@ -1,14 +1,23 @@
-"""Files and directories that appear complete or not at all: written beside, then renamed into place."""
+"""Files and directories that appear complete or not at all: written beside, then renamed into place.
+
+A file is flushed to disk (``fsync``) before it is renamed, and its directory after, so that a crash leaves
+the old file or the new one, never an empty one. The sibling being written is named
+``.NAME.PID.XXXXXXXX.partial`` after the process writing it; one left by a process that was killed (SIGKILL,
+power loss) is removed by the next write of the same target, once that process is gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+PARTIAL = ".partial"
 
 
 @contextmanager
@@ -24,7 +33,8 @@ def atomic_path(target: Path | str, directory: bool = False, *, overwrite: bool 
     target = Path(target)
     created = [parent for parent in target.parents if not parent.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = f".{target.name}.", ".partial"
+    remove_stale_partials(target)
+    prefix, suffix = f".{target.name}.{os.getpid()}.", PARTIAL
     if directory:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix, suffix=suffix))
     else:
@@ -35,7 +45,10 @@ def atomic_path(target: Path | str, directory: bool = False, *, overwrite: bool 
     try:
         yield staging
         staging.chmod(0o755 if directory else 0o644)  # not mkstemp's 0600: a shared checkout reads these
+        if not directory:
+            _fsync(staging)
         _move_into_place(staging, target, overwrite)
+        _fsync(target.parent)
         done = True
     finally:
         _remove(staging)
@@ -64,6 +77,43 @@ def _move_into_place(staging: Path, target: Path, overwrite: bool) -> None:
             os.replace(old, target)
         raise
     _remove(old)
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a directory's entries) to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (this one always does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_partials(target: Path | str) -> list[Path]:
+    """Remove the siblings (``.partial``, and ``.old`` of a directory swap) that writes of ``target`` left behind
+    when their process was killed; those of a process still running are kept. Returns what was removed."""
+    target = Path(target)
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(\d+)\.[A-Za-z0-9_]+\.(partial|old)$")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in target.parent.iterdir():
+            match = pattern.match(entry.name)
+            if match and not _writer_alive(int(match[1])):
+                _remove(entry)
+                removed.append(entry)
+    return removed
 
 
 def _remove(path: Path) -> None:

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from image_classifier.architecture import describe_refusal, refused_kwargs
 from image_classifier.atomic import atomic_path
-from image_classifier.errors import CheckpointError
-from image_classifier.model import create_model
+from image_classifier.errors import CheckpointError, ConfigError
+from image_classifier.model import check_model_name, create_model
 
 BUNDLE_FORMAT = 1
 
@@ -48,7 +49,9 @@ class Bundle:
         return tuple(self.data_config["input_size"])  # type: ignore[return-value]
 
     def build_model(self) -> nn.Module:
-        """The model with the bundle's weights, in eval mode."""
+        """The model with the bundle's weights, in eval mode; a bundle whose model kwargs could fetch or read
+        anything (see :mod:`image_classifier.architecture`) is refused first."""
+        check_loadable(self.model_name, self.model_kwargs, "the bundle")
         model = create_model(self.model_name, num_classes=len(self.classes), **self.model_kwargs)
         model.load_state_dict(self.state_dict)
         return model.eval()
@@ -122,4 +125,17 @@ def load_bundle(path: Path | str, map_location: str | torch.device = "cpu") -> B
     if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path} is not an image-classifier bundle (format {BUNDLE_FORMAT}).")
     payload.pop("format")
+    check_loadable(payload.get("model_name"), payload.get("model_kwargs"), str(path))
     return Bundle(**payload)
+
+
+def check_loadable(model_name: Any, model_kwargs: Any, source: str) -> None:
+    """A :class:`CheckpointError` unless the model is one the project builds and its kwargs only shape its
+    architecture: no ``pretrained``, ``pretrained_cfg*``, ``checkpoint_path``, nothing naming a file or URL."""
+    try:
+        check_model_name(str(model_name))
+    except ConfigError as error:
+        raise CheckpointError(f"Refusing {source}: {error}") from None
+    reasons = refused_kwargs(model_kwargs)
+    if reasons:
+        raise CheckpointError(f"Refusing {source}: {describe_refusal(reasons)}.")

@@ -22,6 +22,7 @@ from PIL import Image
 from scipy import stats
 
 from image_classifier.api.monitoring import image_stats
+from image_classifier.atomic import write_text_atomic
 from image_classifier.errors import DataError, report_user_errors
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -122,7 +123,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``drift_report.json`` and a readable ``drift_report.md`` in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / "drift_report.json", out_dir / "drift_report.md"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(report, indent=2) + "\n")
     verdict = f"drift in: {', '.join(report['drifted'])}" if report["drift_detected"] else "no drift detected"
     lines = [
         "# Input drift report",
@@ -136,7 +137,7 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     for name, entry in report["tests"].items():
         drift = "yes" if entry["drift"] else "no"
         lines.append(f"| {name} | {entry['test']} | {entry['statistic']:.4f} | {entry['p_value']:.3g} | {drift} |")
-    md_path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(md_path, "\n".join(lines) + "\n")
     return json_path, md_path
 
 

@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from image_classifier.redact import redact
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -27,14 +29,14 @@ class CheckpointError(UserError):
 
 
 def report_user_errors(func: F) -> F:
-    """Turn a :class:`UserError` into one ``error: ...`` line on stderr and exit status 2."""
+    """Turn a :class:`UserError` into one ``error: ...`` line on stderr (URIs redacted) and exit status 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {redact(str(error))}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

@@ -1,5 +1,8 @@
 """Export a checkpoint bundle to ONNX, verified against PyTorch; optionally int8 dynamic quantization.
 
+Each model is written beside its path and verified there; only a verified model replaces the file at its path
+(an export that fails or is killed leaves the earlier one as it was). ``.export.json`` is written last.
+
 ``python -m image_classifier.export --checkpoint best.pt --output models/model.onnx [--quantize --data DIR]``
 
 The ONNX model has a dynamic batch axis and carries the bundle's classes, preprocessing (input size,
@@ -22,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from image_classifier.atomic import write_text_atomic
+from image_classifier.atomic import atomic_path, write_text_atomic
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.errors import DataError, UserError, report_user_errors
 
@@ -148,22 +151,30 @@ def export(
     checkpoint: Path, output: Path, opset: int = 17, tolerance: float = 1e-4, quantized: bool = False,
     data: Path | None = None,
 ) -> ExportReport:  # fmt: skip
-    """Export, verify against PyTorch (fails above ``tolerance``), optionally quantize and compare accuracy."""
+    """Export, verify against PyTorch (fails above ``tolerance``; ``output`` is then left as it was), optionally
+    quantize and compare accuracy."""
     bundle = load_bundle(checkpoint)
-    export_onnx(bundle, output, opset)
-    report = ExportReport(onnx_path=str(output), opset=opset, max_abs_diff=max_abs_diff(bundle, output))
-    if report.max_abs_diff > tolerance:
-        raise UserError(f"ONNX output differs from PyTorch by {report.max_abs_diff:.3g} (tolerance {tolerance}).")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output) as partial:
+        export_onnx(bundle, partial, opset)
+        report = ExportReport(onnx_path=str(output), opset=opset, max_abs_diff=max_abs_diff(bundle, partial))
+        if report.max_abs_diff > tolerance:
+            raise UserError(
+                f"ONNX output differs from PyTorch by {report.max_abs_diff:.3g} (tolerance {tolerance}); "
+                f"{output} was not replaced."
+            )
     write_serving_card(bundle, output)
     if quantized:
-        int8 = quantize(output, output.with_name(f"{output.stem}.int8.onnx"))
+        int8 = output.with_name(f"{output.stem}.int8.onnx")
+        with atomic_path(int8) as partial:
+            quantize(output, partial)
+            report.quantized_max_abs_diff = max_abs_diff(bundle, partial)
         report.quantized_path = str(int8)
-        report.quantized_max_abs_diff = max_abs_diff(bundle, int8)
         if data is not None:
             report.float_accuracy, report.images = onnx_accuracy(output, bundle, data)
             report.quantized_accuracy, _ = onnx_accuracy(int8, bundle, data)
             report.accuracy_change = report.quantized_accuracy - report.float_accuracy
-    output.with_suffix(".export.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    write_text_atomic(output.with_suffix(".export.json"), json.dumps(asdict(report), indent=2) + "\n")
     return report
 
 

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from timm.data import resolve_data_config
 from torch import nn
 
+from image_classifier.architecture import describe_refusal, refused_kwargs
 from image_classifier.errors import ConfigError
 from image_classifier.weights import offline_weights_path, read_provenance
 
@@ -158,6 +159,9 @@ def model_kwargs(model_cfg: Any) -> dict[str, Any]:
     extra = model_cfg.get("kwargs")
     plain = OmegaConf.to_container(extra, resolve=True) if OmegaConf.is_config(extra) else extra
     kwargs: dict[str, Any] = dict(plain or {})  # type: ignore[arg-type]
+    reasons = refused_kwargs(kwargs)
+    if reasons:  # the bundle would be refused when loaded: refuse the run before it trains
+        raise ConfigError(f"model.kwargs: {describe_refusal(reasons)}; use model.pretrained or model.weights.")
     kwargs["drop_rate"] = model_cfg.drop_rate
     if model_cfg.get("drop_path_rate") is not None:
         kwargs["drop_path_rate"] = model_cfg.drop_path_rate

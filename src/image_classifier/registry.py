@@ -33,6 +33,7 @@ import yaml
 from image_classifier.atomic import atomic_path
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.errors import UserError, report_user_errors
+from image_classifier.gate import failed, record_check, recorded_check
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,7 @@ def promote(name: str, version: str, stage: str, *, repo: Path | str = ".", push
     model = resolve(f"{name}@{normal_version(version)}", repo=root)
     with tempfile.TemporaryDirectory(prefix="promote-") as scratch:
         fetch(model, Path(scratch), repo=root)
+    require_passed(root, model)
     summary = {"version": model.version, "sha256": model.sha256, "metrics": model.metrics}
     with gto_errors():
         import gto.api
@@ -265,6 +267,21 @@ def promote(name: str, version: str, stage: str, *, repo: Path | str = ".", push
         if push_tag:
             git(root, "push", "origin", assignment.tag)
     return ModelVersion(**{**asdict(model), "stage": stage})
+
+
+def require_passed(root: Path, model: ModelVersion) -> None:
+    """Raise unless ``model``'s accuracy check was recorded and passed (see :mod:`image_classifier.gate`)."""
+    result = recorded_check(root, model.reference)
+    if result is None:
+        raise RegistryError(
+            f"{model.reference} was never checked: run `python -m image_classifier.registry check "
+            f"{model.reference}` (it records the result) before promoting it."
+        )
+    if not result.get("passed"):
+        raise RegistryError(
+            f"{model.reference} failed its accuracy check (accuracy {result.get('measured')} below the registered "
+            f"{result.get('registered')}): not promoted."
+        )
 
 
 # --- resolve and fetch -----------------------------------------------------------------------------
@@ -299,11 +316,15 @@ def _version_in_stage(repo: Path | str, parsed: dict[str, Any], reference: str, 
                 if any(assignment["tag"] == reference for assignment in stage.get("assignments", [])):
                     return str(entry["version"])
         raise RegistryError(f"No registered version has the tag {reference}.")
-    found = gto.api.find_versions_in_stage(str(repo), parsed["name"], parsed["stage"])
+    found = gto.api.find_versions_in_stage(str(repo), parsed["name"], parsed["stage"], versions_per_stage=-1)
     found = found if isinstance(found, list) else [found] if found else []
     if not found:
         raise RegistryError(f"No version of {parsed['name']} is in stage {parsed['stage']!r}.")
-    return str(found[0].version)
+    passing = [entry for entry in found if not failed(repo, f"{parsed['name']}@{entry.version}")]
+    if not passing:
+        name, stage = parsed["name"], parsed["stage"]
+        raise RegistryError(f"Every version of {name} in stage {stage!r} failed its accuracy check.")
+    return str(passing[0].version)
 
 
 def _model_version(
@@ -429,7 +450,10 @@ def check(
     with tempfile.TemporaryDirectory(prefix="registry-check-") as scratch:
         bundle = fetch(model, Path(scratch), repo=repo)
         measured = evaluate_accuracy(bundle, Path(scratch) / "evaluate", overrides)
-    if measured + tolerance < registered:
+    passed = measured + tolerance >= registered
+    result = {"passed": passed, "measured": measured, "registered": registered, "tolerance": tolerance}
+    record_check(repo_root(repo), model.reference, result)
+    if not passed:
         raise RegistryError(
             f"{model.reference}: accuracy {measured:.4f} on the pinned data is below the registered {registered:.4f}."
         )

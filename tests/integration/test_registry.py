@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import gto.api
 import pytest
 import torch
 from dvc.repo import Repo
@@ -20,6 +21,7 @@ from dvc.repo import Repo
 from image_classifier.api.model_source import fetch as fetch_uri
 from image_classifier.checkpoint import Bundle, library_versions, load_bundle, save_bundle
 from image_classifier.data.shapes import generate_shapes
+from image_classifier.gate import record_check, recorded_check
 from image_classifier.model import create_model, model_data_config
 from image_classifier.registry import (
     RegistryError,
@@ -97,6 +99,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     root, remote = new_repo(base)
     bundle = make_bundle(base / "best.pt", classes, accuracy=0.0)
     register(bundle, repo=root, version="1.0.0")
+    # the result `registry check` records (the slow tests below run the check itself)
+    record_check(root, f"{NAME}@v1.0.0", {"passed": True, "measured": 0.1, "registered": 0.0, "tolerance": 0.0})
     promote(NAME, "v1.0.0", "prod", repo=root)
     return Registry(root, remote, bundle, data_root)
 
@@ -243,3 +247,29 @@ def test_invoke_register_and_promote_run_the_registry_commands() -> None:
     assert dry_run("promote", NAME, "--version", "v0.3.0", "--stage", "prod").endswith(
         f"-m image_classifier.registry promote {NAME} --version v0.3.0 --stage prod"
     )
+
+
+def test_promote_refuses_a_version_that_was_never_checked(registry: Registry, tmp_path: Path) -> None:
+    root, _ = new_repo(tmp_path)
+    register(make_bundle(tmp_path / "best.pt", load_bundle(registry.bundle).classes, accuracy=0.0), repo=root)
+    with pytest.raises(RegistryError, match=r"image-classifier@v0\.0\.1 was never checked: run .*registry check"):
+        promote(NAME, "v0.0.1", "prod", repo=root)
+    assert run(root, "git", "tag", "-l", f"{NAME}#*").strip() == ""
+
+
+@pytest.mark.slow
+def test_promote_refuses_a_failed_version_and_a_stage_skips_it(registry: Registry, tmp_path: Path) -> None:
+    root, _ = new_repo(tmp_path)
+    classes = load_bundle(registry.bundle).classes
+    register(make_bundle(tmp_path / "good.pt", classes, accuracy=0.0), repo=root, version="v1.0.0")
+    check(f"{NAME}@v1.0.0", [f"data.root={registry.data_root}", *EVALUATE], repo=root)
+    promote(NAME, "v1.0.0", "prod", repo=root)
+    register(make_bundle(tmp_path / "bad.pt", classes, accuracy=1.0), repo=root, version="v2.0.0")
+    with pytest.raises(RegistryError, match=r"below the registered 1\.0000"):
+        check(f"{NAME}@v2.0.0", [f"data.root={registry.data_root}", *EVALUATE], repo=root)
+    assert recorded_check(root, f"{NAME}@v2.0.0")["passed"] is False
+    with pytest.raises(RegistryError, match=r"image-classifier@v2\.0\.0 failed its accuracy check .*not promoted"):
+        promote(NAME, "v2.0.0", "prod", repo=root)
+    # a stage tag put on the failed version by hand (gto assign), as CI saw before the gate: resolving skips it
+    gto.api.assign(str(root), NAME, "prod", version="v2.0.0")
+    assert resolve(f"{NAME}#prod", repo=root).version == "v1.0.0"

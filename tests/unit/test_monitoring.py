@@ -180,6 +180,7 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
 
 def test_docker_compose_file_parses_and_mounts_the_monitoring_configs() -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MODEL_", "COMPOSE_"))}
+    env["GRAFANA_ADMIN_PASSWORD"] = "test-password"
     result = subprocess.run(
         [*compose_command(), "-f", str(COMPOSE), "config"],
         cwd=REPO_ROOT,
@@ -218,3 +219,10 @@ def test_drift_workflow_runs_on_a_schedule_and_opens_an_issue_on_drift() -> None
     assert "issues.create(" in opener["with"]["script"]
     assert opener["if"] == steps["Fail on drift"]["if"] == "steps.drift.outputs.drifted == 'True'"
     assert "exit 1" in steps["Fail on drift"]["run"]
+
+
+def test_grafana_has_no_default_admin_password_and_listens_on_this_machine_only() -> None:
+    grafana = yaml.safe_load(COMPOSE.read_text())["services"]["grafana"]
+    password = grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert password.startswith("${GRAFANA_ADMIN_PASSWORD:?"), "compose must refuse to start without a password"
+    assert all(str(port).startswith("127.0.0.1:") for port in grafana["ports"])

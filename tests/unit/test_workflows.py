@@ -357,3 +357,25 @@ def test_ci_run_runs_the_readme_test_command_last() -> None:
     lines = [line for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
     assert lines[-1] == command.group(1).strip()
     assert "bash .ci/install-system-deps" in lines and not any("install-system-deps ||" in line for line in lines)
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_tag_beside_it() -> None:
+    for workflow in sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml")):
+        for number, line in enumerate(workflow.read_text().splitlines(), 1):
+            use = re.search(r"uses:\s*(\S+)(.*)", line)
+            if use and not use[1].startswith("./"):
+                assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", use[1]), f"{workflow.name}:{number}: {line}"
+                assert re.fullmatch(r"\s*# v\d+(\.\d+)*", use[2]), f"{workflow.name}:{number}: no tag comment"
+
+
+def test_no_workflow_passes_all_its_secrets_on() -> None:
+    for workflow in (REPO_ROOT / ".github" / "workflows").glob("*.yml"):
+        assert "secrets: inherit" not in workflow.read_text(), workflow.name
+
+
+def test_the_registry_checks_the_tag_is_on_main_before_authenticating() -> None:
+    steps = yaml.safe_load((REPO_ROOT / ".github" / "workflows" / "registry.yml").read_text())["jobs"]["check"]["steps"]
+    names = [step.get("name", step.get("uses", "")) for step in steps]
+    on_main = next(i for i, name in enumerate(names) if "is on main" in name)
+    auth = next(i for i, step in enumerate(steps) if "google-github-actions/auth" in str(step.get("uses", "")))
+    assert on_main < auth and "merge-base --is-ancestor" in steps[on_main]["run"]

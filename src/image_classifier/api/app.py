@@ -19,9 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from image_classifier.api.admission import Admission, Overloaded
 from image_classifier.api.backends import ModelInfo, Preprocess, eval_preprocess, load_predictor, pixel_forward
 from image_classifier.api.batching import Batcher, MicroBatcher, ModelUnavailable
-from image_classifier.api.images import ImageRejected, check_media_type, prepare
+from image_classifier.api.images import ImageLimits, ImageRejected, check_media_type, prepare_request
 from image_classifier.api.middleware import ServiceMiddleware
 from image_classifier.api.model_process import ModelProcess
 from image_classifier.api.model_source import local_model
@@ -29,6 +30,7 @@ from image_classifier.api.monitoring import PredictionLog, ServiceMetrics
 from image_classifier.api.schemas import ERROR_RESPONSES, Health, Metadata, PredictResponse
 from image_classifier.api.settings import ServeSettings
 from image_classifier.errors import UserError
+from image_classifier.redact import install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -46,6 +48,7 @@ class Service:
     batcher: Batcher
     metrics: ServiceMetrics
     prediction_log: PredictionLog
+    admission: Admission
 
 
 def open_model(settings: ServeSettings) -> tuple[ModelInfo, Batcher]:
@@ -67,6 +70,7 @@ def _top_k(probs: np.ndarray, classes: list[str], k: int) -> dict[str, float]:
 def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, Batcher] | None = None) -> FastAPI:
     """The service for ``settings`` (default: from the environment). It opens the model at start-up
     (:func:`open_model`) unless given one already ``opened``, and stops the batcher at shutdown."""
+    install_log_redaction()
     settings = settings or ServeSettings.from_env()
     metrics = ServiceMetrics()
     app = FastAPI(
@@ -74,10 +78,18 @@ def create_app(settings: ServeSettings | None = None, opened: tuple[ModelInfo, B
         summary="Image classification with a fine-tuned timm model.",
         version="1",
         lifespan=lifespan,
-        exception_handlers={ImageRejected: rejected, ModelUnavailable: unavailable, Exception: internal},
+        exception_handlers={
+            ImageRejected: rejected,
+            ModelUnavailable: unavailable,
+            Overloaded: overloaded,
+            Exception: internal,
+        },
     )
     app.state.settings, app.state.metrics, app.state.opened = settings, metrics, opened
-    app.add_middleware(ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes)
+    app.state.admission = Admission(settings.max_queue, settings.retry_after_s)
+    app.add_middleware(
+        ServiceMiddleware, metrics=metrics, max_body=settings.max_request_bytes, admission=app.state.admission
+    )
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
@@ -92,8 +104,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         model, batcher = app.state.opened or await asyncio.to_thread(open_model, settings)
     except UserError as error:
-        app.state.unavailable = f"No model: {error}"
-        log.error("error: %s", error)
+        app.state.unavailable = redact(f"No model: {error}")
+        log.error("error: %s", app.state.unavailable.removeprefix("No model: "))
         yield
         return
     app.state.opened = None
@@ -105,6 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batcher=batcher,
         metrics=metrics,
         prediction_log=PredictionLog(settings.prediction_log),
+        admission=app.state.admission,
     )
     log.info("Serving %s (%s, %d classes)", model.model_name, model.backend, len(model.classes))
     # What start-up made (FastAPI, torch, the model: about 470k objects) lives as long as the server. Frozen,
@@ -121,6 +134,10 @@ async def rejected(request: Request, error: ImageRejected) -> JSONResponse:
 
 async def unavailable(request: Request, error: ModelUnavailable) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=503)
+
+
+async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
+    return JSONResponse({"detail": error.detail}, status_code=503, headers={"Retry-After": str(error.retry_after_s)})
 
 
 async def internal(request: Request, error: Exception) -> JSONResponse:
@@ -171,6 +188,9 @@ async def metadata(svc: ServiceDep) -> Metadata:
             "max_files": limits.max_files,
             "max_upload_bytes": limits.max_upload_bytes,
             "max_pixels": limits.max_pixels,
+            "max_aspect_ratio": limits.max_aspect_ratio,
+            "max_request_pixels": limits.max_request_pixels,
+            "max_queue": limits.max_queue,
         },
     )
 
@@ -188,8 +208,10 @@ async def predict(
     files: Annotated[list[UploadFile] | None, File(description="several images, predicted as a batch")] = None,
     top_k: Annotated[int, Query(ge=1, le=1000, description="how many class probabilities to return")] = 3,
 ) -> JSONResponse:
-    uploads = await read_uploads(request, ([file] if file is not None else []) + list(files or []), svc.settings)
-    stats, probabilities = await classify(svc, uploads)
+    parts = ([file] if file is not None else []) + list(files or [])
+    with svc.admission.admit(len(parts)):
+        uploads = await read_uploads(request, parts, svc.settings)
+        stats, probabilities = await classify(svc, uploads)
     return answer(svc, [name for name, _ in uploads], stats, probabilities, top_k)
 
 
@@ -216,14 +238,12 @@ async def read_uploads(request: Request, uploads: list[UploadFile], limits: Serv
 async def classify(svc: Service, uploads: list[tuple[str, bytes]]) -> tuple[list[dict[str, float]], list[np.ndarray]]:
     """Decode and preprocess ``uploads`` in a worker thread, then predict them in the batcher: each image's
     statistics (empty unless the prediction log is on) and class probabilities."""
-    limits, with_stats, pixels = svc.settings, svc.prediction_log.enabled, svc.preprocess.pixels
+    settings, with_stats, pixels = svc.settings, svc.prediction_log.enabled, svc.preprocess.pixels
+    limits = ImageLimits(
+        settings.max_upload_bytes, settings.max_pixels, settings.max_aspect_ratio, settings.max_request_pixels
+    )
     with svc.batcher.expecting(len(uploads)):
-        prepared = await run_in_threadpool(
-            lambda: [
-                prepare(data, name, pixels, limits.max_upload_bytes, limits.max_pixels, with_stats)
-                for name, data in uploads
-            ]
-        )
+        prepared = await run_in_threadpool(prepare_request, uploads, pixels, limits, with_stats)
         pending = [asyncio.wrap_future(svc.batcher.submit(array)) for array, _ in prepared]
     probabilities = await asyncio.gather(*pending)
     return [stats for _, stats in prepared], list(probabilities)

@@ -1,4 +1,5 @@
-"""ASGI middleware: request metrics, and a hard cap on request body size."""
+"""ASGI middleware: request metrics, a hard cap on request body size, and refusing predictions at once while the
+service holds as many images as it may (before their bodies are read)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from image_classifier.api.admission import Admission
 from image_classifier.api.monitoring import ServiceMetrics
 
 KNOWN_PATHS = frozenset({"/health", "/metadata", "/predict", "/metrics", "/docs", "/openapi.json"})
@@ -21,12 +23,14 @@ class BodyTooLarge(HTTPException):
 
 
 class ServiceMiddleware:
-    """Counts and times every request; answers 413 before reading a body larger than ``max_body``."""
+    """Counts and times every request; answers 413 before reading a body larger than ``max_body``, and 503 with
+    ``Retry-After`` before reading a prediction's body while ``admission`` is full."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body: int, admission: Admission) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,6 +62,8 @@ class ServiceMiddleware:
             length = dict(scope["headers"]).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
                 await self._too_large(send_wrapper)
+            elif path == "/predict" and self.admission.full:
+                await self._overloaded(send_wrapper)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except BodyTooLarge:
@@ -68,11 +74,23 @@ class ServiceMiddleware:
             self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - start)
 
     async def _too_large(self, send: Send) -> None:
-        body = json.dumps({"detail": BodyTooLarge(self.max_body).detail}).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _unread_body_answer(send, 413, BodyTooLarge(self.max_body).detail)
+
+    async def _overloaded(self, send: Send) -> None:
+        refusal = self.admission.refusal()
+        await _unread_body_answer(send, 503, refusal.detail, ((b"retry-after", str(refusal.retry_after_s).encode()),))
+
+
+async def _unread_body_answer(
+    send: Send, status: int, detail: str, extra: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """A JSON error sent before the request's body is read; the connection is closed after it."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+        *extra,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

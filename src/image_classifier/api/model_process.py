@@ -32,6 +32,7 @@ import numpy as np
 
 from image_classifier.api.batching import ModelUnavailable, Observer, run_batches, settle
 from image_classifier.errors import CheckpointError
+from image_classifier.redact import redact
 
 START_TIMEOUT_S = 300
 INFO = ("backend", "model_name", "classes", "data_config", "lineage")
@@ -65,7 +66,7 @@ def _serve(
     try:
         predictor = load_predictor(path, threads)
     except Exception as error:  # reported to the parent, which raises it as a one-line error
-        results.send(("error", str(error).splitlines()[0] if str(error) else type(error).__name__))
+        results.send(("error", redact(str(error).splitlines()[0]) if str(error) else type(error).__name__))
         return
     results.send(("ready", {name: getattr(predictor, name) for name in INFO}))
     forward = pixel_forward(predictor)

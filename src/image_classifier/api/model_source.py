@@ -22,6 +22,7 @@ from typing import IO
 from image_classifier.api.settings import ServeSettings
 from image_classifier.atomic import atomic_path
 from image_classifier.errors import UserError
+from image_classifier.redact import redact
 
 CHUNK = 1 << 20
 REGISTRY_PREFIX = "gto:"
@@ -30,7 +31,11 @@ REGISTRY_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9/-]*(@(v\d+\.\d+\.\d+|latest|g
 
 
 class ModelSourceError(UserError):
-    """A model URI that cannot be fetched, or a fetched file that is not the one expected."""
+    """A model URI that cannot be fetched, or a fetched file that is not the one expected. Its message never
+    holds a URI's userinfo or query string (:func:`~image_classifier.redact.redact`)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def local_model(settings: ServeSettings) -> Path:

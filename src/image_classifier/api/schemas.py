@@ -23,7 +23,10 @@ class Metadata(BaseModel):
     interpolation: str
     crop_pct: float
     lineage: dict[str, Any] = Field(description="git commit, data fingerprint, run, metrics, library versions")
-    limits: dict[str, float] = Field(description="max_batch, max_wait_ms, max_files, max_upload_bytes, max_pixels")
+    limits: dict[str, float] = Field(
+        description="max_batch, max_wait_ms, max_files, max_upload_bytes, max_pixels, max_aspect_ratio, "
+        "max_request_pixels, max_queue"
+    )
 
 
 class Prediction(BaseModel):
@@ -44,8 +47,15 @@ class ErrorResponse(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Undecodable, truncated or empty image; too many files"},
-    413: {"model": ErrorResponse, "description": "Upload too large, or too many pixels (decompression bomb)"},
+    413: {
+        "model": ErrorResponse,
+        "description": "Upload too large; too many pixels in an image or in the request; aspect ratio too extreme",
+    },
     415: {"model": ErrorResponse, "description": "Not an image media type"},
     422: {"model": ErrorResponse, "description": "Missing or invalid field"},
-    503: {"model": ErrorResponse, "description": "The model process exited, or the server is stopping"},
+    503: {
+        "model": ErrorResponse,
+        "description": "At the limit of images in progress (with Retry-After), the model process exited, "
+        "or the server is stopping",
+    },
 }

@@ -38,8 +38,11 @@ class ServeSettings(BaseSettings):
     ``IC_MODEL_FETCH_TIMEOUT`` (seconds per network operation), ``IC_MODEL_REGISTRY`` (the git repository of
     registry references; default the current directory), ``PORT`` (8000), ``IC_MAX_BATCH``,
     ``IC_MAX_WAIT_MS``, ``IC_MAX_FILES``, ``IC_MAX_UPLOAD_BYTES`` (per file), ``IC_MAX_REQUEST_BYTES``,
-    ``IC_MAX_PIXELS``, ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``,
-    ``IC_MODEL_PROCESS`` (run the model in a child process; default true). An empty variable means its default.
+    ``IC_MAX_PIXELS`` (per image), ``IC_MAX_ASPECT_RATIO`` (long side over short side, which bounds the resize),
+    ``IC_MAX_REQUEST_PIXELS`` (all images of a request), ``IC_MAX_QUEUE`` (images admitted and not yet answered;
+    past it a request is answered 503 at once), ``IC_RETRY_AFTER_S`` (the ``Retry-After`` of that 503),
+    ``IC_PREDICTION_LOG`` (JSON-lines path; empty disables it), ``IC_THREADS``, ``IC_MODEL_PROCESS`` (run the
+    model in a child process; default true). An empty variable means its default.
     """
 
     model_config = SettingsConfigDict(
@@ -59,6 +62,10 @@ class ServeSettings(BaseSettings):
     max_upload_bytes: int = Field(10 * 2**20, ge=1)
     max_request_bytes: int = Field(64 * 2**20, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1)
+    max_aspect_ratio: float = Field(20.0, ge=1, allow_inf_nan=False)
+    max_request_pixels: int = Field(4 * 4096 * 4096, ge=1)
+    max_queue: int = Field(64, ge=1)
+    retry_after_s: int = Field(1, ge=0)
     prediction_log: str = ""
     threads: int = Field(0, ge=0)
     model_process: bool = True

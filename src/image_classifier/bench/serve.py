@@ -159,7 +159,9 @@ def _free_port() -> int:
 class UvicornServer:
     """``uvicorn --factory image_classifier.api.app:create_app`` in a subprocess on a free loopback port."""
 
-    def __init__(self, model_path: Path, max_batch: int, max_wait_ms: float, threads: int) -> None:
+    def __init__(
+        self, model_path: Path, max_batch: int, max_wait_ms: float, threads: int, env: dict[str, str] | None = None
+    ) -> None:
         self.port = _free_port()
         env = {
             **os.environ,
@@ -168,6 +170,7 @@ class UvicornServer:
             "IC_MAX_WAIT_MS": str(max_wait_ms),
             "IC_PREDICTION_LOG": "",
             "IC_THREADS": str(threads),
+            **(env or {}),
         }
         command = [sys.executable, "-m", "uvicorn", "--factory", "image_classifier.api.app:create_app",
                    "--host", "127.0.0.1", "--port", str(self.port),

@@ -422,9 +422,11 @@ def run(
     if startup and not quick:
         records += startup_records(data_root, work / "scratch")
     if serve and not quick:
-        records += serve_records(work / "scratch")
+        from image_classifier.bench.overload import overload_records
         from image_classifier.bench.slim import suite_records
 
+        records += serve_records(work / "scratch")
+        records += overload_records(work / "scratch", project_root())
         records += suite_records(work / "scratch", console)
     if imports and not quick:
         records += import_records(work / "imports")
