@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from image_classifier import process_group
-from image_classifier.errors import ConfigError, UserError
+from image_classifier.errors import ConfigError, UserError, report_user_errors
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
+@report_user_errors  # inside a resolver, a set-up error would reach the user as Hydra's traceback
 def launch_time(pattern: str, _root_: Any = None) -> str:
     """The job's start time formatted with ``pattern``: under torchrun, rank 0's clock, read once and shared.
 

@@ -14,6 +14,7 @@ Setting up the group has its own deadline (``trainer.dist_setup_timeout_s``), fa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,8 @@ from datetime import timedelta
 import torch.distributed as dist
 
 from image_classifier.errors import UserError
+
+log = logging.getLogger(__name__)
 
 ROUND_STORE_KEY = "image_classifier/round_store"
 _TOKEN_KEY = "token"
@@ -80,6 +83,12 @@ def join(backend: str, setup_timeout_s: float, timeout_s: float) -> None:
     ``timeout_s``. Raises :class:`ProcessGroupSetupError` naming the peer that did not come or answer."""
     launch = Launch.from_env()
     deadline = Deadline(setup_timeout_s)
+    log.info(
+        "Rank %d of %d: joining the process group (set-up timeout %g s)",
+        launch.rank,
+        launch.world_size,
+        setup_timeout_s,
+    )
     store = round_store(launch, deadline)
     check_in(store, launch, deadline)
     try:
