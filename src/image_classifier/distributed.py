@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import torch
@@ -22,11 +22,13 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from image_classifier.errors import ConfigError, UserError
+from image_classifier import process_group
+from image_classifier.errors import ConfigError, UserError, report_user_errors
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_SETUP_TIMEOUT_S = 60.0
 _launch_times: dict[str, str] = {}
 
 
@@ -72,12 +74,15 @@ def is_main() -> bool:
     return topology().is_main
 
 
-def init_distributed(timeout_s: float = DEFAULT_TIMEOUT_S) -> Topology:
+def init_distributed(
+    timeout_s: float = DEFAULT_TIMEOUT_S, setup_timeout_s: float = DEFAULT_SETUP_TIMEOUT_S
+) -> Topology:
     """Join the job's process group once (gloo on CPU, NCCL for CUDA tensors) and quiet every rank's log but 0's.
 
     A no-op outside torchrun.
 
-    ``timeout_s`` bounds every collective, so a rank that stops answering fails the job instead of hanging it.
+    ``setup_timeout_s`` bounds joining the group (:mod:`image_classifier.process_group`), ``timeout_s`` every
+    collective after it, so a rank that never comes or stops answering fails the job instead of hanging it.
     """
     if launched() and not is_initialized():
         if not dist.is_available():
@@ -85,7 +90,7 @@ def init_distributed(timeout_s: float = DEFAULT_TIMEOUT_S) -> Topology:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+        process_group.join(backend, setup_timeout_s, timeout_s)
         atexit.register(teardown)
         log.info("Joined a %d-process group (%s) as rank %d", dist.get_world_size(), backend, dist.get_rank())
     here = topology()
@@ -170,6 +175,7 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
+@report_user_errors  # inside a resolver, a set-up error would reach the user as Hydra's traceback
 def launch_time(pattern: str, _root_: Any = None) -> str:
     """The job's start time formatted with ``pattern``: under torchrun, rank 0's clock, read once and shared.
 
@@ -179,7 +185,10 @@ def launch_time(pattern: str, _root_: Any = None) -> str:
     if not launched():
         return datetime.now().strftime(pattern)
     if pattern not in _launch_times:
-        init_distributed(float(OmegaConf.select(_root_, "trainer.dist_timeout_s", default=DEFAULT_TIMEOUT_S)))
+        init_distributed(
+            float(OmegaConf.select(_root_, "trainer.dist_timeout_s", default=DEFAULT_TIMEOUT_S)),
+            float(OmegaConf.select(_root_, "trainer.dist_setup_timeout_s", default=DEFAULT_SETUP_TIMEOUT_S)),
+        )
         _launch_times[pattern] = broadcast_object(datetime.now().strftime(pattern))
     return _launch_times[pattern]
 

@@ -1,33 +1,23 @@
-"""Training across two real hosts: two network namespaces joined by a veth pair, a torchrun agent in each.
-
-Each host has its own network stack, hostname (a UTS namespace) and ``/etc/hosts`` (``/etc/netns/NAME/hosts``),
-so torchrun's c10d rendezvous, the workers' store and gloo find each other by name, as on two machines; the
-veth pair is the only link between them. They share this machine's filesystem, as nodes share a volume.
-"""
+"""Training across two real hosts: two network namespaces joined by a veth pair, a torchrun agent in each
+(:mod:`tests.helpers.hosts`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
+from tests.helpers.hosts import Host, Job
 from tests.helpers.rewrites import wait_for_rewrites
-from tests.helpers.tools import missing
 
 RDZV_PORT = 29400
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
@@ -37,145 +27,11 @@ QUICKSTART_OVERRIDES = ["logger=none", "trainer.device=cpu", "data.num_workers=0
 QUICKSTART_STEPS = 12 * (3000 // 32)
 
 
-@dataclass
-class Host:
-    """One network namespace: its name, hostname, address on the veth pair and end of it."""
-
-    netns: str
-    hostname: str
-    address: str
-    veth: str
-
-    def command(self, argv: list[str]) -> list[str]:
-        """``argv`` run on this host: in its namespace, under its own hostname."""
-        inner = f'hostname {self.hostname} && exec "$@"'
-        return ["ip", "netns", "exec", self.netns, "unshare", "--uts", "sh", "-c", inner, "sh", *argv]
-
-    def byte_counts(self) -> dict[str, int]:
-        """Bytes sent plus received so far on the veth end and on loopback."""
-        out = _ip("-n", self.netns, "-j", "-s", "link", "show")
-        stats = {link["ifname"]: link["stats64"] for link in json.loads(out)}
-        return {name: stats[name]["rx"]["bytes"] + stats[name]["tx"]["bytes"] for name in (self.veth, "lo")}
-
-    def disconnect(self) -> None:
-        """The host goes away: its link drops (nothing reaches the other host any more), then its processes die."""
-        _ip("-n", self.netns, "link", "set", self.veth, "down")
-        for pid in _ip("netns", "pids", self.netns).split():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-
-
-def _ip(*args: str) -> str:
-    return subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=30).stdout
-
-
-@pytest.fixture
-def two_hosts() -> Iterator[tuple[Host, Host]]:
-    """Hosts A (10.77.0.1) and B (10.77.0.2), named uniquely for this test; torn down whatever happens."""
-    if shutil.which("ip") is None or shutil.which("unshare") is None:
-        missing("netns")
-    tag = uuid.uuid4().hex[:6]  # interface names: at most 15 characters
-    hosts = (
-        Host(f"ic-{tag}-a", f"ic-{tag}-a", "10.77.0.1", f"ic{tag}a"),
-        Host(f"ic-{tag}-b", f"ic-{tag}-b", "10.77.0.2", f"ic{tag}b"),
-    )
-    try:
-        _create(hosts)
-        yield hosts
-    finally:
-        for host in hosts:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                for pid in _ip("netns", "pids", host.netns).split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-                _ip("netns", "del", host.netns)  # also removes its end of the veth pair, and so the pair
-            shutil.rmtree(Path("/etc/netns") / host.netns, ignore_errors=True)
-
-
-def _create(hosts: tuple[Host, Host]) -> None:
-    """Both namespaces, the veth pair between them (an address each), loopback up, and each one's /etc/hosts."""
-    a, b = hosts
-    try:
-        for host in hosts:
-            _ip("netns", "add", host.netns)
-    except subprocess.CalledProcessError as error:
-        missing("netns", f"ip netns add: {error.stderr.strip()}")
-    _ip("link", "add", a.veth, "type", "veth", "peer", "name", b.veth)
-    names = "".join(f"{host.address} {host.hostname}\n" for host in hosts)
-    for host in hosts:
-        _ip("link", "set", host.veth, "netns", host.netns)
-        _ip("-n", host.netns, "addr", "add", f"{host.address}/24", "dev", host.veth)
-        for link in (host.veth, "lo"):
-            _ip("-n", host.netns, "link", "set", link, "up")
-        hosts_file = Path("/etc/netns") / host.netns / "hosts"
-        hosts_file.parent.mkdir(parents=True, exist_ok=True)
-        hosts_file.write_text(f"127.0.0.1 localhost\n{names}")
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PROJECT_ROOT": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
 def _torchrun_args(rdzv: Host, rdzv_id: str, *extra: str) -> list[str]:
     return [
         "--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv.address}:{RDZV_PORT}",
         f"--rdzv-id={rdzv_id}", *extra,
     ]  # fmt: skip
-
-
-class Job:
-    """One torchrun agent per host, their output collected line by line (with the time each line arrived)."""
-
-    def __init__(self, hosts: tuple[Host, Host], argv_for: dict[str, list[str]]) -> None:
-        self.processes = {
-            host.netns: subprocess.Popen(
-                host.command(argv_for[host.netns]), cwd=REPO_ROOT, env=_env(), text=True,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            for host in hosts
-        }  # fmt: skip
-        self.lines: dict[str, list[tuple[float, str]]] = {name: [] for name in self.processes}
-        self.readers = [
-            threading.Thread(target=self._read, args=(name, process), daemon=True)
-            for name, process in self.processes.items()
-        ]
-        for reader in self.readers:
-            reader.start()
-
-    def _read(self, name: str, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines[name].append((time.monotonic(), line))
-
-    def output(self, host: Host) -> str:
-        return "".join(line for _, line in self.lines[host.netns])
-
-    def wait(self, timeout: float) -> dict[str, int]:
-        """Every agent's exit status; past ``timeout`` the job is killed and the test fails with its output."""
-        deadline = time.monotonic() + timeout
-        try:
-            codes = {name: p.wait(max(1.0, deadline - time.monotonic())) for name, p in self.processes.items()}
-        except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"the job did not end within {timeout:g} s:\n{self.tails()}")
-        for reader in self.readers:
-            reader.join(timeout=10)
-        return codes
-
-    def kill(self) -> None:
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-    def tails(self, chars: int = 3000) -> str:
-        return "\n".join(f"--- {name}:\n" + "".join(t for _, t in lines)[-chars:] for name, lines in self.lines.items())
-
-    def workers(self, host: Host) -> list[psutil.Process]:
-        """The training processes on ``host``: those torchrun gave a LOCAL_RANK, not their own children (W&B's)."""
-        tree = psutil.Process(self.processes[host.netns].pid).children(recursive=True)
-        ranked = {process.pid: process for process in tree if "LOCAL_RANK" in process.environ()}
-        return [process for process in ranked.values() if process.ppid() not in ranked]
 
 
 def _train(rdzv: Host, rdzv_id: str, overrides: list[str], *torchrun: str) -> list[str]:

@@ -160,8 +160,9 @@ def check_trainer(cfg: DictConfig) -> None:
     _fraction(cfg, "trainer.label_smoothing", "trainer.ema.decay", below_one=True)
     _fraction(cfg, "trainer.mixup.prob", "trainer.mixup.switch_prob")
     _choice(cfg, "trainer.mixup.mode", MIXUP_MODES)
-    if _value(cfg, "trainer.dist_timeout_s") <= 0:
-        raise _fail("trainer.dist_timeout_s", cfg.trainer.dist_timeout_s, "must be positive.")
+    for key in ("trainer.dist_timeout_s", "trainer.dist_setup_timeout_s"):
+        if _value(cfg, key) <= 0:
+            raise _fail(key, _value(cfg, key), "must be positive.")
     resume = _value(cfg, "trainer.resume")
     if resume not in (None, "", "auto") and not Path(str(resume)).expanduser().exists():
         raise _fail("trainer.resume", resume, "no such checkpoint (give a last.pt, a run dir, auto or null).")

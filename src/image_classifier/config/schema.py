@@ -150,6 +150,7 @@ class TrainerConfig:
     ema: EmaConfig = field(default_factory=EmaConfig)
     sync_batchnorm: bool = False
     dist_timeout_s: float = 600
+    dist_setup_timeout_s: float = 60
     checkpoint_every_n_steps: int | None = None
 
 

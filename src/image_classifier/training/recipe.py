@@ -107,7 +107,7 @@ class TrainingRun:
     def setup_runtime(self) -> None:
         """Process group, seeds (each rank its own augmentation and dropout streams) and device."""
         trainer = self.cfg.trainer
-        self.rank = dist.init_distributed(trainer.dist_timeout_s).rank
+        self.rank = dist.init_distributed(trainer.dist_timeout_s, trainer.dist_setup_timeout_s).rank
         seed_everything(trainer.seed + self.rank, trainer.deterministic)
         self.device = dist.rank_device(select_device(trainer.device))
         self.precision = usable_precision(self.precision, self.device)
