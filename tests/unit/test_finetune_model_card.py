@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.model import create_model
 from image_classifier.training.model_card import write_model_card
@@ -40,3 +42,20 @@ def test_model_card_describes_data_metrics_lineage_and_limits(tmp_path: Path) ->
     assert "abc123" in card and "config.yaml" in card and "r1" in card and "torch" in card
     assert "pretrained" in card and "layer-wise lr decay | 0.8" in card
     assert "## Intended use" in card and "## Limits" in card and "cats from dogs" in card
+    _a_failed_rewrite_keeps_the_card(path, card, monkeypatch_target=tmp_path)
+
+
+def _a_failed_rewrite_keeps_the_card(path: Path, card: str, monkeypatch_target: Path) -> None:
+    """A rewrite that fails midway (the disk fills up after half the text) leaves the earlier card whole."""
+    original = Path.write_text
+
+    def half_then_fail(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        original(self, text[: len(text) // 2])
+        raise OSError(28, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "write_text", half_then_fail)
+        with pytest.raises(OSError, match="No space left"):
+            write_model_card(path, {"counts": {}, "source": "elsewhere"})
+    assert path.with_name("model_card.md").read_text() == card
+    assert [p.name for p in monkeypatch_target.rglob("*.partial")] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from image_classifier.atomic import write_text_atomic
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.training.finetune import ema_metric_name
 from image_classifier.weights import LINEAGE_KEY
@@ -173,7 +174,7 @@ def write_model_card(bundle_path: Path, data_summary: dict[str, Any] | None = No
     """Write ``model_card.md`` beside the bundle at ``bundle_path``."""
     bundle_path = Path(bundle_path)
     card = bundle_path.with_name(CARD_NAME)
-    card.write_text(render_model_card(load_bundle(bundle_path), data_summary))
+    write_text_atomic(card, render_model_card(load_bundle(bundle_path), data_summary))
     return card
 
 
