@@ -324,7 +324,11 @@ class TrainingRun:
     # --- after training -----------------------------------------------------------------------------
 
     def test_best(self) -> dict[str, float]:
-        """Load ``best.pt`` on every rank and test it; the run's final metrics (last epoch, best, test)."""
+        """Load ``best.pt`` on every rank and test it; the run's final metrics (last epoch, best, test).
+
+        The test runs in float32 whatever ``trainer.precision`` trained in: the shipped model's score is the one
+        ``invoke evaluate`` and the served model (float32, or its ONNX export) give.
+        """
         best_path = self.checkpoints / "best.pt"
         best = torch.load(best_path, map_location="cpu", weights_only=True) if dist.is_main() else None
         best = dist.broadcast_object(best)
@@ -335,7 +339,7 @@ class TrainingRun:
         if "test" not in self.data.loaders:
             return metrics
         logits, targets = predict(
-            self.model, self.data.loaders["test"], device=self.device, precision=self.precision, desc="test"
+            self.model, self.data.loaders["test"], device=self.device, precision="32", desc="test"
         )
         test_metrics = classification_metrics(logits, targets, self.data.classes)
         matrix = confusion_matrix(logits, targets, len(self.data.classes))
