@@ -29,7 +29,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from image_classifier.bench.serve import UvicornServer, multipart, random_bundle, sample_images
+from image_classifier.bench.serve import UvicornServer, multipart, random_bundle, sample_images, save_report
 from image_classifier.errors import report_user_errors
 
 REFUSAL_GOAL_MS = 50.0
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         "loads": loads,
         "verdict": verdict(loads),
     }
-    print_report(report, Console(width=max(Console().width, 130)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    console = Console(width=max(Console().width, 130))
+    print_report(report, console)
+    save_report(report, args.out, console)
     return 0
 
 

@@ -44,6 +44,7 @@ from rich.table import Table
 
 from image_classifier.api.images import prepare
 from image_classifier.api.predictors import load_predictor
+from image_classifier.atomic import write_text_atomic
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.export import export
@@ -148,6 +149,12 @@ def offline_curve(ceiling: dict[str, float], max_batch: int) -> dict[int, float]
     """The model's offline images/s by batch size, from one backend's :func:`offline_ceilings`."""
     by_batch = {int(m[1]): value for key, value in ceiling.items() if (m := re.fullmatch(r"model_b(\d+)", key))}
     return dict(sorted((by_batch | {max_batch: ceiling["model"]}).items()))
+
+
+def save_report(report: dict[str, Any], out: Path, console: Console) -> None:
+    """Write a benchmark's JSON report to ``out`` (atomically, parents made) and say where."""
+    write_text_atomic(out, json.dumps(report, indent=2) + "\n")
+    console.print(f"Wrote {out}")
 
 
 def _free_port() -> int:
@@ -413,9 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report = run(args, Path(tmp))
     print_report(report, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"Wrote {args.out}")
+    save_report(report, args.out, console)
     return 0
 
 

@@ -35,7 +35,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from image_classifier.bench.serve import _free_port, load, multipart, random_bundle, sample_images, summarise
+from image_classifier.bench.serve import (
+    _free_port,
+    load,
+    multipart,
+    random_bundle,
+    sample_images,
+    save_report,
+    summarise,
+)
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.export import export
 from image_classifier.runtime import stop_process
@@ -332,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report = run(args, Path(tmp))
     print_report(report, console)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"Wrote {args.out}")
+    save_report(report, args.out, console)
     return 0
 
 
