@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 from torchvision.transforms.v2 import functional as F
 
-from image_classifier.data.cache import CachedImages, build_entry, cache_dir_for, stored_size, train_resize
+from image_classifier.data.cache import CachedImages, build_entry, cache_dir_for, train_resize
 from image_classifier.data.layout import Sample, write_prepared_dataset
 from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.data.tensor_augment import crop_boxes
+from image_classifier.data.tensor_augment import crop_boxes, stored_size
 from image_classifier.errors import ConfigError, DataError
 from image_classifier.model import create_model, model_data_config
 from tests.conftest import TINY_DATA_OVERRIDES, ComposeFn
@@ -164,7 +164,7 @@ def test_training_batches_follow_the_augment_config(photos_cfg: DictConfig) -> N
     dataset = loader.dataset
     assert isinstance(dataset, CachedImages) and not dataset.on_device
     stored = dataset.entry.read([0])
-    height, width = stored_size(*dataset.sizes[0], side=stored.shape[-1])  # type: ignore[index]
+    height, width = (int(n) for n in stored_size(*dataset.sizes[0], side=stored.shape[-1]))  # type: ignore[index]
     photo = stored[..., :height, :width]  # the photo's place on its canvas
     expected = F.resize(photo, [32, 32], antialias=True).flip(-1).float().div(255)
     expected = F.normalize(expected, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

@@ -51,7 +51,7 @@ from torchvision.datasets.folder import pil_loader
 
 from image_classifier.atomic import atomic_path
 from image_classifier.data.layout import PreparedDataset
-from image_classifier.data.tensor_augment import TrainAugment
+from image_classifier.data.tensor_augment import TrainAugment, stored_size
 from image_classifier.errors import ConfigError, DataError
 from image_classifier.preprocess import ImageOp, Normalize, resized_pixels, split_eval_transform
 
@@ -171,7 +171,7 @@ class FitInSquare:
         self.resize_mode = transforms.InterpolationMode(interpolation)
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        height, width = stored_size(image.height, image.width, self.side)
+        height, width = (int(n) for n in stored_size(np.asarray(image.height), np.asarray(image.width), self.side))
         if (height, width) != (image.height, image.width):
             image = transforms.functional.resize(image, [height, width], interpolation=self.resize_mode)
         canvas = Image.new("RGB", (self.side, self.side))
@@ -180,12 +180,6 @@ class FitInSquare:
 
     def __repr__(self) -> str:
         return f"FitInSquare(side={self.side}, interpolation={self.interpolation})"
-
-
-def stored_size(height: int, width: int, side: int) -> tuple[int, int]:
-    """The size a ``height`` x ``width`` photo has on the training cache's ``side`` x ``side`` canvas."""
-    scale = min(1.0, side / max(height, width))
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def train_resize(side: int, interpolation: str) -> ImageOp:

@@ -100,6 +100,18 @@ def _fallback_crop(height: np.ndarray, width: np.ndarray, ratio: Sequence[float]
     return w, h
 
 
+def canvas_scale(heights: np.ndarray, widths: np.ndarray, side: int) -> np.ndarray:
+    """How much each photo is shrunk to fit the training cache's ``side`` x ``side`` canvas (1: it fits as it is)."""
+    return np.minimum(1.0, side / np.maximum(heights, widths))
+
+
+def stored_size(heights: np.ndarray, widths: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's height and width on the training cache's ``side`` x ``side`` canvas."""
+    scale = canvas_scale(heights, widths, side)
+    height, width = (np.maximum(1, np.round(sides * scale)).astype(np.int64) for sides in (heights, widths))
+    return height, width
+
+
 class BatchResizedCrop:
     """Random resized crop and random flips for a uint8 N x C x H x W batch, antialiased like PIL's resize.
 
@@ -132,11 +144,10 @@ class BatchResizedCrop:
         count, _, height, width = images.shape
         real = np.asarray(sizes, dtype=np.float64) if sizes is not None else np.array([[height, width]] * count)
         x0, y0, w, h = crop_boxes(count, real[:, 0], real[:, 1], self.scale, self.ratio, torch.device("cpu")).T
-        shrunk = np.minimum(1.0, min(height, width) / real.max(axis=1)) if sizes is not None else np.ones(count)
-        scale = torch.from_numpy(shrunk).float()  # a photo larger than the canvas was shrunk to fit
+        side = min(height, width) if sizes is not None else max(height, width)  # no sizes: the images as stored
+        scale = torch.from_numpy(canvas_scale(real[:, 0], real[:, 1], side)).float()
         left, top = (x0 * scale).floor().long(), (y0 * scale).floor().long()
-        stored_w = (torch.from_numpy(real[:, 1]).float() * scale).round().clamp_(min=1).long()
-        stored_h = (torch.from_numpy(real[:, 0]).float() * scale).round().clamp_(min=1).long()
+        stored_h, stored_w = (torch.from_numpy(n) for n in stored_size(real[:, 0], real[:, 1], side))
         crop_w = torch.minimum((w * scale).round().clamp_(min=1).long(), stored_w - left).clamp_(min=1).tolist()
         crop_h = torch.minimum((h * scale).round().clamp_(min=1).long(), stored_h - top).clamp_(min=1).tolist()
         left, top = left.tolist(), top.tolist()

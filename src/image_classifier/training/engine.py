@@ -125,9 +125,14 @@ def train_one_epoch(
     return totals.means(), step
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of ``model``."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def set_batchnorm_eval(model: nn.Module) -> int:
     """Put every BatchNorm layer of ``model`` in inference mode (its affine weights still train); returns the count."""
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(model)
     for layer in layers:
         layer.eval()
     return len(layers)

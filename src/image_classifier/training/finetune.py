@@ -15,6 +15,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from image_classifier.errors import ConfigError
+from image_classifier.training.engine import batchnorm_layers
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def freeze_batchnorm_statistics(model: nn.Module) -> int:
     Training batches are still normalised by their own statistics; evaluation uses the pretrained ones,
     which small, low-resolution fine-tuning batches would otherwise drag away from what the weights expect.
     """
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    layers = batchnorm_layers(model)
     for layer in layers:
         layer.momentum = 0.0
     return len(layers)
