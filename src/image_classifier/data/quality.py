@@ -31,26 +31,44 @@ CHUNK_ELEMENTS = 262_144
 """Pairs compared at once: 2 MB per uint64 matrix."""
 
 
-@dataclass(frozen=True, slots=True)
-class Photo:
-    """One photo of a prepared dataset, as the report needs it."""
+@dataclass(frozen=True)
+class PhotoTable:
+    """A dataset's photos as columns (a few dozen bytes a photo), as the report needs them.
 
-    split: str
-    label: str
-    path: str
+    Photo ``i`` is in split ``SPLITS[splits[i]]`` and class ``classes[labels[i]]``; ``sizes[i]`` is its
+    prepared width and height and its source width and height; ``md5[i]`` its digest as two 64-bit words.
+    """
+
+    classes: Sequence[str]
+    splits: np.ndarray
+    labels: np.ndarray
+    paths: Sequence[str]
     """Relative to the prepared dataset."""
-    origin: str
-    """Where it came from, relative to the source."""
-    width: int
-    height: int
-    source_width: int
-    source_height: int
-    md5: str
-    phash: str
-    dhash: str
+    origins: Sequence[str]
+    """Where each came from, relative to the source."""
+    sizes: np.ndarray
+    md5: np.ndarray
+    phash: np.ndarray
+    dhash: np.ndarray
 
-    def entry(self) -> dict[str, str]:
-        return {"split": self.split, "class": self.label, "path": self.path, "origin": self.origin}
+    def __len__(self) -> int:
+        return len(self.splits)
+
+    def split(self, index: int) -> str:
+        return SPLITS[self.splits[index]]
+
+    def label(self, index: int) -> str:
+        return self.classes[self.labels[index]]
+
+    def entry(self, index: int) -> dict[str, str]:
+        return {"split": self.split(index), "class": self.label(index), "path": self.paths[index],
+                "origin": self.origins[index]}  # fmt: skip
+
+
+def md5_words(digests: Iterable[bytes | str]) -> np.ndarray:
+    """MD5 digests (bytes or hex) as an ``(n, 2)`` array of 64-bit words."""
+    raw = b"".join(bytes.fromhex(d) if isinstance(d, str) else d for d in digests)
+    return np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2).copy()
 
 
 def popcount(values: np.ndarray) -> np.ndarray:
@@ -61,15 +79,16 @@ def popcount(values: np.ndarray) -> np.ndarray:
 
 
 class _Groups:
-    """Union-find over photo indices."""
+    """Union-find over the photo indices that were joined to another."""
 
-    def __init__(self, size: int) -> None:
-        self.parent = list(range(size))
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
 
     def find(self, index: int) -> int:
-        while self.parent[index] != index:
-            self.parent[index] = self.parent[self.parent[index]]
-            index = self.parent[index]
+        parent = self.parent.setdefault(index, index)
+        while parent != index:
+            self.parent[index] = self.parent[parent]
+            index, parent = parent, self.parent[parent]
         return index
 
     def join(self, a: int, b: int) -> None:
@@ -77,17 +96,16 @@ class _Groups:
 
     def members(self) -> list[list[int]]:
         groups: dict[int, list[int]] = defaultdict(list)
-        for index in range(len(self.parent)):
+        for index in sorted(self.parent):
             groups[self.find(index)].append(index)
         return [members for members in groups.values() if len(members) > 1]
 
 
-def near_pairs(photos: Sequence[Photo], distance: int) -> Iterable[tuple[int, int, int]]:
+def near_pairs(photos: PhotoTable, distance: int) -> Iterable[tuple[int, int, int]]:
     """``(i, j, d)`` for every two photos in different splits whose pHashes are ``d`` <= ``distance`` apart
     (and their dHashes within :data:`CONFIRM_DISTANCE`)."""
-    hashes = np.array([int(photo.phash, 16) for photo in photos], dtype=np.uint64)
-    confirm = np.array([int(photo.dhash, 16) for photo in photos], dtype=np.uint64)
-    by_split = {split: np.array([i for i, p in enumerate(photos) if p.split == split]) for split in SPLITS}
+    hashes, confirm = photos.phash, photos.dhash
+    by_split = {split: np.flatnonzero(photos.splits == code) for code, split in enumerate(SPLITS)}
     for first, second in itertools.combinations([s for s in SPLITS if len(by_split[s])], 2):
         others = by_split[second]
         step = max(1, CHUNK_ELEMENTS // len(others))  # a fixed memory budget, whatever the number of photos
@@ -101,36 +119,46 @@ def near_pairs(photos: Sequence[Photo], distance: int) -> Iterable[tuple[int, in
                 yield int(rows[row]), int(others[column]), int(distances[row, column])
 
 
-def _group_record(photos: Sequence[Photo], members: list[int], **extra: Any) -> dict[str, Any]:
-    splits = {photos[i].split for i in members}
-    labels = {photos[i].label for i in members}
-    ordered = sorted(members, key=lambda i: (SPLITS.index(photos[i].split), photos[i].path))
+def _group_record(photos: PhotoTable, members: list[int], **extra: Any) -> dict[str, Any]:
+    ordered = sorted(members, key=lambda i: (photos.splits[i], photos.paths[i]))
     return {
-        "files": [photos[i].entry() for i in ordered],
-        "cross_split": len(splits) > 1,
-        "conflict": len(labels) > 1,
+        "files": [photos.entry(i) for i in ordered],
+        "cross_split": len({int(photos.splits[i]) for i in members}) > 1,
+        "conflict": len({int(photos.labels[i]) for i in members}) > 1,
         **extra,
     }
 
 
-def duplicate_groups(photos: Sequence[Photo], distance: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def same_bytes(photos: PhotoTable) -> list[list[int]]:
+    """The groups of two or more photos with the same MD5, each in index order, by their first photo.
+
+    Photos are sorted by the digest's first word; only neighbours that share it are compared in full.
+    """
+    first = photos.md5[:, 0]
+    by_first = np.argsort(first, kind="stable")
+    shared = np.flatnonzero(first[by_first][1:] == first[by_first][:-1])
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for index in sorted(set(by_first[shared].tolist()) | set(by_first[shared + 1].tolist())):
+        groups[photos.md5[index].tobytes()].append(index)
+    return sorted(members for members in groups.values() if len(members) > 1)
+
+
+def duplicate_groups(photos: PhotoTable, distance: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Exact duplicate groups (same md5, any splits) and near duplicate groups (across splits)."""
-    by_md5: dict[str, list[int]] = defaultdict(list)
-    for index, photo in enumerate(photos):
-        by_md5[photo.md5].append(index)
-    exact = [_group_record(photos, members, md5=md5) for md5, members in by_md5.items() if len(members) > 1]
-    groups = _Groups(len(photos))
-    for members in by_md5.values():
+    exact_members = same_bytes(photos)
+    exact = [_group_record(photos, members, md5=photos.md5[members[0]].tobytes().hex()) for members in exact_members]
+    groups = _Groups()
+    for members in exact_members:
         for other in members[1:]:
             groups.join(members[0], other)
     farthest: dict[tuple[int, int], int] = {}
     for i, j, d in near_pairs(photos, distance):
-        if photos[i].md5 != photos[j].md5:
+        if not np.array_equal(photos.md5[i], photos.md5[j]):
             groups.join(i, j)
             farthest[(i, j)] = d
     near = []
     for members in groups.members():
-        if len({photos[i].md5 for i in members}) < 2:
+        if len({photos.md5[i].tobytes() for i in members}) < 2:
             continue  # all the same bytes: an exact group
         inside = set(members)
         worst = max((d for (i, j), d in farthest.items() if i in inside and j in inside), default=0)
@@ -138,8 +166,8 @@ def duplicate_groups(photos: Sequence[Photo], distance: int) -> tuple[list[dict[
     return exact, near
 
 
-def size_stats(values: Sequence[int]) -> dict[str, float]:
-    if not values:
+def size_stats(values: np.ndarray) -> dict[str, float]:
+    if not len(values):
         return {}
     array = np.asarray(values)
     percentiles = np.percentile(array, [5, 50, 95])
@@ -152,14 +180,16 @@ def size_stats(values: Sequence[int]) -> dict[str, float]:
     }
 
 
-def counts(photos: Sequence[Photo], classes: Sequence[str]) -> dict[str, Any]:
+def counts(photos: PhotoTable) -> dict[str, Any]:
     """Photos per split and class, per class, and the ratio of the largest class to the smallest."""
-    per = Counter((photo.split, photo.label) for photo in photos)
-    splits = [split for split in SPLITS if any(per[(split, label)] for label in classes)]
-    totals = {label: sum(per[(split, label)] for split in SPLITS) for label in classes}
+    classes = photos.classes
+    cells = photos.splits.astype(np.int64) * len(classes) + photos.labels
+    per: list[list[int]] = np.bincount(cells, minlength=len(SPLITS) * len(classes)).reshape(len(SPLITS), -1).tolist()
+    splits = [split for code, split in enumerate(SPLITS) if any(per[code])]
+    totals = {label: sum(row[code] for row in per) for code, label in enumerate(classes)}
     smallest = min(totals.values(), default=0)
     return {
-        "per_split": {split: {label: per[(split, label)] for label in classes} for split in splits},
+        "per_split": {split: dict(zip(classes, per[SPLITS.index(split)], strict=True)) for split in splits},
         "per_class": totals,
         "imbalance_ratio": round(max(totals.values()) / smallest, 3) if smallest else None,
         "largest_class": max(totals, key=lambda label: totals[label]) if totals else None,
@@ -202,22 +232,20 @@ def _splits(group: dict[str, Any]) -> list[str]:
 
 
 def analyse(
-    classes: Sequence[str],
-    photos: Sequence[Photo],
-    skipped: Sequence[dict[str, str]],
-    distance: int = NEAR_DUPLICATE_DISTANCE,
+    photos: PhotoTable, skipped: Sequence[dict[str, str]], distance: int = NEAR_DUPLICATE_DISTANCE
 ) -> dict[str, Any]:
     """The whole report, as JSON-ready data (``quality.json``)."""
     exact, near = duplicate_groups(photos, distance)
+    width, height, source_width, source_height = photos.sizes.T
     report: dict[str, Any] = {
-        "classes": list(classes),
+        "classes": list(photos.classes),
         "total": len(photos),
-        "counts": counts(photos, classes),
+        "counts": counts(photos),
         "sizes": {
-            "width": size_stats([p.source_width for p in photos]),
-            "height": size_stats([p.source_height for p in photos]),
-            "shorter_side": size_stats([min(p.source_width, p.source_height) for p in photos]),
-            "prepared_longer_side": size_stats([max(p.width, p.height) for p in photos]),
+            "width": size_stats(source_width),
+            "height": size_stats(source_height),
+            "shorter_side": size_stats(np.minimum(source_width, source_height)),
+            "prepared_longer_side": size_stats(np.maximum(width, height)),
         },
         "skipped": {"total": len(skipped), "by_reason": dict(Counter(s["reason"] for s in skipped)), "files": skipped},
         "exact_duplicates": exact,

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
+
 from image_classifier.atomic import atomic_path, write_text_atomic
 from image_classifier.data.contact_sheets import write_contact_sheets
 from image_classifier.data.layout import SPLITS, load_prepared_dataset
-from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, Photo, analyse
+from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, PhotoTable, analyse, md5_words
 from image_classifier.data.sources.decode import hash_all
 
 LISTED = 100
@@ -112,25 +114,24 @@ def analyse_prepared(dataset: Path, workers: int = 0, distance: int = NEAR_DUPLI
     """The quality report of any prepared dataset, from its manifest and its photos (hashed again)."""
     prepared = load_prepared_dataset(dataset)
     rows = manifest_rows(dataset)
-    all_hashes = hash_all([dataset / row["path"] for row in rows], workers, desc=f"hash {dataset.name}")
-    photos = [
-        Photo(
-            row["split"],
-            row["class"],
-            row["path"],
-            row["path"],
-            int(row["width"]),
-            int(row["height"]),
-            int(row["width"]),
-            int(row["height"]),
-            row["md5"],
-            *hashes,
-        )
-        for row, hashes in zip(rows, all_hashes, strict=True)
-    ]
+    hashes = np.array(hash_all([dataset / row["path"] for row in rows], workers, f"hash {dataset.name}"), np.uint64)
+    codes = {label: code for code, label in enumerate(prepared.classes)}
+    paths = [row["path"] for row in rows]
+    sizes = [(int(row["width"]), int(row["height"])) * 2 for row in rows]
+    photos = PhotoTable(
+        prepared.classes,
+        np.array([SPLITS.index(row["split"]) for row in rows], dtype=np.int8),
+        np.array([codes[row["class"]] for row in rows], dtype=np.int32),
+        paths,
+        paths,
+        np.array(sizes, dtype=np.int32).reshape(-1, 4),
+        md5_words(row["md5"] for row in rows),
+        hashes[:, 0] if len(rows) else hashes,
+        hashes[:, 1] if len(rows) else hashes,
+    )
     previous = dataset / "quality.json"
     removed = json.loads(previous.read_text())["removed"] if previous.is_file() else []
-    report = analyse(prepared.classes, photos, prepared.summary.get("skipped", []), distance)
+    report = analyse(photos, prepared.summary.get("skipped", []), distance)
     return {**report, "removed": removed}
 
 

@@ -7,6 +7,7 @@ md5, perceptual hash), so memory stays flat however many photos there are.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import imagehash
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -40,12 +42,12 @@ class Decoded:
     height: int
     source_width: int
     source_height: int
-    size: int
-    md5: str
-    phash: str
-    """64-bit DCT perceptual hash (imagehash.phash), hex."""
-    dhash: str
-    """64-bit gradient hash (imagehash.dhash), hex: confirms a pHash match."""
+    md5: bytes
+    """The kept file's MD5 digest."""
+    phash: int
+    """64-bit DCT perceptual hash (imagehash.phash)."""
+    dhash: int
+    """64-bit gradient hash (imagehash.dhash): confirms a pHash match."""
     conversions: tuple[str, ...]
 
 
@@ -53,12 +55,6 @@ class Decoded:
 class Skipped:
     index: int
     reason: str
-
-
-def source_size(path: Path) -> tuple[int, int]:
-    """The photo's stored size, before any rotation or downscaling (read from its header only)."""
-    with Image.open(path) as image:
-        return image.size
 
 
 def decode_one(task: tuple[int, str, str, PrepareSettings]) -> Decoded | Skipped:
@@ -70,25 +66,25 @@ def decode_one(task: tuple[int, str, str, PrepareSettings]) -> Decoded | Skipped
     payload = result.data if result.data is not None else encode_jpeg(result.image, JPEG_QUALITY)
     suffix = result.suffix.lower()
     Path(out, f"{index}{suffix}").write_bytes(payload)
-    width, height = result.image.size
-    source_width, source_height = source_size(Path(path))
     return Decoded(
         index,
         suffix,
-        width,
-        height,
-        source_width,
-        source_height,
-        len(payload),
-        hashlib.md5(payload).hexdigest(),
+        *result.image.size,
+        *result.source_size,
+        hashlib.md5(payload).digest(),
         *perceptual_hashes(result.image),
         tuple(result.conversions),
     )
 
 
-def perceptual_hashes(image: Image.Image) -> tuple[str, str]:
-    """The photo's pHash and dHash (hex): equal or close for resized, re-encoded or slightly cropped copies."""
-    return str(imagehash.phash(image)), str(imagehash.dhash(image))
+def perceptual_hashes(image: Image.Image) -> tuple[int, int]:
+    """The photo's pHash and dHash (64-bit): equal or close for resized, re-encoded or slightly cropped copies."""
+    return hash_bits(imagehash.phash(image)), hash_bits(imagehash.dhash(image))
+
+
+def hash_bits(value: imagehash.ImageHash) -> int:
+    """An image hash as an integer, its first bit the highest (the number its hex string spells)."""
+    return int.from_bytes(np.packbits(value.hash.flatten()).tobytes(), "big")
 
 
 def _ignore_interrupts() -> None:
@@ -117,31 +113,33 @@ def parallel_map(
                 bar.update()
             return
         context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        gc.freeze()  # forked workers then share this process's objects instead of copying them as they collect
         with context.Pool(workers, initializer=_ignore_interrupts) as pool:
             for result in pool.imap_unordered(func, tasks, chunksize=CHUNK):
                 yield result
                 bar.update()
     finally:
+        gc.unfreeze()
         bar.close()
 
 
 def decode_all(
-    paths: Sequence[Path], out: Path, settings: PrepareSettings, workers: int = 0, desc: str = "import"
+    paths: Iterable[str], total: int, out: Path, settings: PrepareSettings, workers: int = 0, desc: str = "import"
 ) -> Iterator[Decoded | Skipped]:
-    """Decode ``paths`` into ``out`` (see :func:`decode_one`), in the order they finish."""
-    tasks = ((index, str(path), str(out), settings) for index, path in enumerate(paths))
-    return parallel_map(decode_one, tasks, len(paths), workers, desc)
+    """Decode the ``total`` photos at ``paths`` into ``out`` (see :func:`decode_one`), in the order they finish."""
+    tasks = ((index, path, str(out), settings) for index, path in enumerate(paths))
+    return parallel_map(decode_one, tasks, total, workers, desc)
 
 
-def hash_one(task: tuple[int, str]) -> tuple[int, tuple[str, str]]:
+def hash_one(task: tuple[int, str]) -> tuple[int, tuple[int, int]]:
     index, path = task
     with Image.open(path) as image:
         return index, perceptual_hashes(image.convert("RGB"))
 
 
-def hash_all(paths: Sequence[Path], workers: int = 0, desc: str = "hash") -> list[tuple[str, str]]:
-    """The pHash and dHash of each of ``paths`` (hex), in order."""
-    hashes = [("", "")] * len(paths)
+def hash_all(paths: Sequence[Path], workers: int = 0, desc: str = "hash") -> list[tuple[int, int]]:
+    """The pHash and dHash of each of ``paths``, in order."""
+    hashes = [(0, 0)] * len(paths)
     tasks = ((index, str(path)) for index, path in enumerate(paths))
     for index, value in parallel_map(hash_one, tasks, len(paths), workers, desc):
         hashes[index] = value

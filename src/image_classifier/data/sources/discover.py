@@ -9,9 +9,11 @@ files and ``__MACOSX`` are skipped and counted, as are photos outside any class 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from image_classifier.data.sources.packed import PackedStrings
 from image_classifier.data.sources.user_names import (
     ACCEPTED_SPLITS,
     LIST_SUFFIXES,
@@ -29,28 +31,33 @@ ACCEPTED_LAYOUTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One photo found in the source: its split (None: to be assigned), class, and where it is."""
-
-    split: str | None
-    label: str
-    origin: str
-    """Path relative to the source, as reported."""
-    path: Path
-
-
 @dataclass
 class Found:
-    """What a source holds: its layout, its photos, and the entries skipped before any is opened."""
+    """What a source holds: its layout, its photos (as columns, so memory stays small for many photos), and the
+    entries skipped before any is opened.
+
+    Photo ``i`` is ``origins[i]`` (its path relative to the source), of class ``labels[i]``, in split
+    ``splits[i]`` (None: to be assigned).
+    """
 
     layout: str
-    items: list[Item] = field(default_factory=list)
+    origins: PackedStrings = field(default_factory=PackedStrings)
+    labels: list[str] = field(default_factory=list)
+    splits: list[str | None] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.origins)
 
     @property
     def classes(self) -> list[str]:
-        return sorted({item.label for item in self.items})
+        return sorted(set(self.labels))
+
+    def add(self, split: str | None, label: str, origin: str) -> None:
+        """Add a photo; its path is packed and its label and split interned: some 40 bytes a photo."""
+        self.origins.append(origin)
+        self.labels.append(sys.intern(label))
+        self.splits.append(split)
 
     def skip(self, path: Path, root: Path, reason: str, folder: bool = False) -> None:
         relative = path.relative_to(root).as_posix() + ("/" if folder else "")
@@ -62,22 +69,28 @@ class Listing:
     """The visible folders and files directly in a folder, and the entries that are ignored."""
 
     folders: list[Path]
-    files: list[Path]
+    files: list[str]
+    """File names (not paths: a class folder may hold many thousands)."""
     ignored: list[tuple[Path, str, bool]]
 
 
 def list_folder(folder: Path) -> Listing:
     listing = Listing([], [], [])
-    for entry in sorted(folder.iterdir()):
-        is_folder = entry.is_dir()
-        reason = ignored_reason(entry.name, is_folder)
+    with os.scandir(folder) as scan:
+        entries = sorted((entry.name, entry.is_dir(), entry.is_file()) for entry in scan)
+    for name, is_folder, is_file in entries:
+        reason = ignored_reason(name, is_folder)
         if reason is not None:
-            listing.ignored.append((entry, reason, is_folder))
+            listing.ignored.append((folder / name, reason, is_folder))
         elif is_folder:
-            listing.folders.append(entry)
-        elif entry.is_file():
-            listing.files.append(entry)
+            listing.folders.append(folder / name)
+        elif is_file:
+            listing.files.append(name)
     return listing
+
+
+def is_list_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in LIST_SUFFIXES
 
 
 def has_files(folder: Path) -> bool:
@@ -97,16 +110,16 @@ def photo_root(raw: Path, found: Found) -> Path:
         inner = listing.folders[0] if len(listing.folders) == 1 else None
         if (
             inner is None
-            or any(is_image_name(file.name) for file in listing.files)
-            or any(file.suffix.lower() in LIST_SUFFIXES for file in listing.files)
+            or any(is_image_name(name) for name in listing.files)
+            or any(is_list_name(name) for name in listing.files)
             or split_name(inner) is not None
             or not list_folder(inner).folders
         ):
             return top
         for path, reason, is_folder in listing.ignored:
             found.skip(path, raw, reason, is_folder)
-        for file in listing.files:
-            found.skip(file, raw, "not an image, outside the photo folders")
+        for name in listing.files:
+            found.skip(top / name, raw, "not an image, outside the photo folders")
         top = inner
 
 
@@ -115,11 +128,12 @@ def class_folder_items(folder: Path, split: str | None, raw: Path, found: Found)
     listing = list_folder(folder)
     for path, reason, is_folder in listing.ignored:
         found.skip(path, raw, reason, is_folder)
-    for file in listing.files:
-        if is_image_name(file.name):
-            found.items.append(Item(split, folder.name, file.relative_to(raw).as_posix(), file))
+    prefix = folder.relative_to(raw).as_posix()
+    for name in listing.files:
+        if is_image_name(name):
+            found.add(split, folder.name, f"{prefix}/{name}")
         else:
-            found.skip(file, raw, f"not an image ({file.suffix.lower() or 'no suffix'})")
+            found.skip(folder / name, raw, f"not an image ({os.path.splitext(name)[1].lower() or 'no suffix'})")
     nested = [sub for sub in listing.folders if has_files(sub)]
     for sub in nested:
         for deeper, folders, files in os.walk(sub):
@@ -135,17 +149,17 @@ def add_class_folders(parent: Path, split: str | None, raw: Path, found: Found) 
     listing = list_folder(parent)
     for path, reason, is_folder in listing.ignored:
         found.skip(path, raw, reason, is_folder)
-    for file in listing.files:
-        found.skip(file, raw, "not in a class folder")
+    for name in listing.files:
+        found.skip(parent / name, raw, "not in a class folder")
     classes = [folder for folder in listing.folders if has_files(folder)]
     for folder in listing.folders:
         if folder not in classes:
             found.skip(folder, raw, "empty folder", folder=True)
     nested_only: dict[str, list[str]] = {}
     for folder in classes:
-        before = len(found.items)
+        before = len(found)
         subfolders = class_folder_items(folder, split, raw, found)
-        if len(found.items) == before and subfolders:
+        if len(found) == before and subfolders:
             nested_only[folder.name] = subfolders
     if nested_only:
         where = "; ".join(f"'{name}' holds {', '.join(subs[:4])}" for name, subs in nested_only.items())
@@ -211,19 +225,19 @@ def find_photos(raw: Path) -> Found:
         listing = list_folder(top)
         for path, reason, is_folder in listing.ignored:
             found.skip(path, raw, reason, is_folder)
-        for file in listing.files:
-            found.skip(file, raw, "not in a class folder")
+        for name in listing.files:
+            found.skip(top / name, raw, "not in a class folder")
         for split, folder in splits.items():
             add_class_folders(undoubled(folder, split), split, raw, found)
         return found
     listing = list_folder(top)
     if not any(has_files(folder) for folder in listing.folders):
-        lists = [file for file in listing.files if file.suffix.lower() in LIST_SUFFIXES]
+        lists = [top / name for name in listing.files if is_list_name(name)]
         if len(lists) == 1:
             from image_classifier.data.sources.photo_list import read_photo_list
 
             return read_photo_list(lists[0], raw)
-        photos = sum(1 for file in listing.files if is_image_name(file.name))
+        photos = sum(1 for name in listing.files if is_image_name(name))
         if photos:
             raise DataError(
                 f"{photos} photos in {top} but no class folders: put each class's photos in a folder named "
@@ -244,11 +258,12 @@ def check_classes(found: Found, source: Path) -> None:
             f"Only one class ('{classes[0]}') in {source}: a classifier needs at least two, "
             "one folder (or label) per class."
         )
-    if any(item.split is not None for item in found.items):
-        trained = {item.label for item in found.items if item.split in (None, "train")}
-        missing = sorted({f"'{i.label}' ({i.split})" for i in found.items if i.label not in trained})
+    if any(split is not None for split in found.splits):
+        pairs = set(zip(found.labels, found.splits, strict=True))
+        trained = {label for label, split in pairs if split in (None, "train")}
+        missing = sorted({f"'{label}' ({split})" for label, split in pairs if label not in trained})
         if missing:
             raise DataError(f"Classes with photos in val/test but none in train: {', '.join(missing[:5])}.")
 
 
-__all__ = ["ACCEPTED_LAYOUTS", "ACCEPTED_SPLITS", "Found", "Item", "check_classes", "find_photos"]
+__all__ = ["ACCEPTED_LAYOUTS", "ACCEPTED_SPLITS", "Found", "check_classes", "find_photos"]

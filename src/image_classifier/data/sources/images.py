@@ -26,6 +26,8 @@ class Checked:
     """The original file's bytes when they can be kept as they are (an RGB JPEG needing no change)."""
     suffix: str
     """File suffix in the prepared layout: the original one for files kept as they are."""
+    source_size: tuple[int, int]
+    """Width and height as stored in the source, before any rotation or downscaling."""
     conversions: list[str] = field(default_factory=list)
 
 
@@ -62,12 +64,12 @@ def check_image(item: Path | np.ndarray, settings: PrepareSettings) -> Checked |
     if raw is None:
         buffer = io.BytesIO()
         rgb.save(buffer, format="PNG")
-        return Checked(rgb, buffer.getvalue(), ".png", conversions)
+        return Checked(rgb, buffer.getvalue(), ".png", (width, height), conversions)
     if fmt == "JPEG" and not conversions:
-        return Checked(rgb, raw, cast(Path, item).suffix or ".jpg")
+        return Checked(rgb, raw, cast(Path, item).suffix or ".jpg", (width, height))
     if fmt != "JPEG" and not conversions:
         conversions.append(f"{fmt} re-encoded as JPEG")
-    return Checked(rgb, None, ".jpg", conversions)
+    return Checked(rgb, None, ".jpg", (width, height), conversions)
 
 
 def _decode(raw: bytes, settings: PrepareSettings) -> Image.Image | Rejected:

@@ -7,7 +7,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from image_classifier.data.sources.discover import Found, Item
+from image_classifier.data.sources.discover import Found
 from image_classifier.data.sources.user_names import ACCEPTED_SPLITS, check_class_name, split_of
 from image_classifier.errors import DataError
 
@@ -105,9 +105,8 @@ def read_photo_list(list_file: Path, raw: Path) -> Found:
             found.skipped.append({"path": origin, "reason": f"no label ({where})"})
             continue
         check_class_name(row.label, where)
-        path = folder / relative
-        if not path.is_file():
+        if not (folder / relative).is_file():
             found.skipped.append({"path": origin, "reason": f"file not found ({where})"})
             continue
-        found.items.append(Item(split, row.label, origin, path))
+        found.add(split, row.label, origin)
     return found

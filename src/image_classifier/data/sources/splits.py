@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
+
+
+def carve(keys: list[K], label: str, fractions: dict[str, float], seed: int) -> Iterator[tuple[str | None, list[K]]]:
+    """One class's keys, sorted then shuffled with a seed of its own, cut into ``fractions`` (rounded); the
+    remainder last, as ``(None, keys)``."""
+    keys = sorted(keys, key=str)
+    random.Random(f"{seed}:{label}").shuffle(keys)
+    start = 0
+    for split, fraction in fractions.items():
+        count = round(len(keys) * fraction)
+        yield split, keys[start : start + count]
+        start += count
+    yield None, keys[start:]
 
 
 def stratified_split(items: Sequence[tuple[K, str]], fractions: dict[str, float], seed: int, rest: str) -> dict[K, str]:
@@ -21,12 +34,6 @@ def stratified_split(items: Sequence[tuple[K, str]], fractions: dict[str, float]
         by_label[label].append(key)
     assignment: dict[K, str] = {}
     for label in sorted(by_label):
-        keys = sorted(by_label[label], key=str)
-        random.Random(f"{seed}:{label}").shuffle(keys)
-        start = 0
-        for split, fraction in fractions.items():
-            count = round(len(keys) * fraction)
-            assignment.update((key, split) for key in keys[start : start + count])
-            start += count
-        assignment.update((key, rest) for key in keys[start:])
+        for split, keys in carve(by_label[label], label, fractions, seed):
+            assignment.update((key, split or rest) for key in keys)
     return assignment

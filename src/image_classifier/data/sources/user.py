@@ -9,33 +9,31 @@ or failed import leaves the data that was there untouched.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from image_classifier.atomic import atomic_path
 from image_classifier.data.layout import (
-    SPLITS,
     PreparedDataset,
     is_prepared,
     load_prepared_dataset,
     prepared_dir,
     write_index,
 )
-from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, Photo, analyse, leaked_copies
+from image_classifier.data.quality import NEAR_DUPLICATE_DISTANCE, PhotoTable, analyse, leaked_copies
 from image_classifier.data.sources.base import PrepareSettings
-from image_classifier.data.sources.decode import Decoded, decode_all
 from image_classifier.data.sources.discover import Found, check_classes, find_photos
 from image_classifier.data.sources.photo_list import read_photo_list
+from image_classifier.data.sources.placing import INCOMING, Placement, decode_found
 from image_classifier.data.sources.raw_copy import copy_source
 from image_classifier.data.sources.user_names import LIST_SUFFIXES
-from image_classifier.data.sources.user_splits import assign_splits, check_split_sizes
+from image_classifier.data.sources.user_splits import check_split_sizes
 from image_classifier.errors import DataError
-
-INCOMING = ".incoming"
 
 
 @dataclass(frozen=True)
@@ -109,8 +107,7 @@ def import_photos(
         found = find_in_raw(folder, settings, origin)
         found.skipped[:0] = copy_skipped
         check_classes(found, origin or raw)
-        keyed = [(item.origin, item.label, item.split) for item in found.items]
-        check_split_sizes(keyed, found.classes, settings, "photos")
+        check_split_sizes(range(len(found)), found.labels, found.splits, found.classes, settings, "photos")
         with atomic_path(prepared_dir(root, name), directory=True) as staging:
             provenance = {
                 "dataset": f"{name} (imported)",
@@ -118,93 +115,48 @@ def import_photos(
                 "layout": found.layout,
                 "settings": asdict(settings),
             }
-            write_import(staging, name, found, settings, workers, provenance)
+            write_import(staging, name, found, folder, settings, workers, provenance)
     return load_prepared_dataset(prepared_dir(root, name))
 
 
-def decode_found(
-    staging: Path, name: str, found: Found, settings: ImportSettings, workers: int
-) -> tuple[dict[int, Decoded], list[dict[str, str]], Counter[str]]:
-    """Decode every photo into ``staging/.incoming``: the usable ones by index, the skipped, the conversions."""
+def write_import(
+    staging: Path, name: str, found: Found, folder: Path, settings: ImportSettings, workers: int,
+    provenance: dict[str, Any],
+) -> None:  # fmt: skip
+    """Decode, place, report on (and with ``dedupe`` remove leaked copies of) the photos, then index them."""
     incoming = staging / INCOMING
     incoming.mkdir()
-    usable: dict[int, Decoded] = {}
-    skipped: list[dict[str, str]] = []
-    converted: Counter[str] = Counter()
-    for result in decode_all([item.path for item in found.items], incoming, settings, workers, f"import {name}"):
-        if isinstance(result, Decoded):
-            usable[result.index] = result
-            converted.update(result.conversions)
-        else:
-            skipped.append({"path": found.items[result.index].origin, "reason": result.reason})
-    skipped.sort(key=lambda entry: entry["path"])
-    return usable, skipped, converted
-
-
-def place(staging: Path, found: Found, usable: dict[int, Decoded], settings: ImportSettings) -> list[Photo]:
-    """Move each usable photo to ``split/class/name``, in its assigned split; the photos, in manifest order."""
-    keyed = [(str(index), found.items[index].label, found.items[index].split) for index in sorted(usable)]
-    check_split_sizes(keyed, found.classes, settings, "photos (after the unreadable ones were skipped)")
-    splits = assign_splits(keyed, settings)
-    used: set[tuple[str, str, str]] = set()
-    photos = []
-    for index in sorted(usable, key=lambda i: found.items[i].origin):
-        item, decoded, split = found.items[index], usable[index], splits[str(index)]
-        stem, n = item.path.stem, 0
-        while (split, item.label, stem.lower()) in used:
-            n += 1
-            stem = f"{item.path.stem}-{n}"
-        used.add((split, item.label, stem.lower()))
-        relative = f"{split}/{item.label}/{stem}{decoded.suffix}"
-        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-        (staging / INCOMING / f"{index}{decoded.suffix}").rename(staging / relative)
-        photos.append(
-            Photo(
-                split,
-                item.label,
-                relative,
-                item.origin,
-                decoded.width,
-                decoded.height,
-                decoded.source_width,
-                decoded.source_height,
-                decoded.md5,
-                decoded.phash,
-                decoded.dhash,
-            )
-        )
-    (staging / INCOMING).rmdir()
-    return sorted(photos, key=lambda p: (SPLITS.index(p.split), p.label, p.path))
-
-
-def write_import(
-    staging: Path, name: str, found: Found, settings: ImportSettings, workers: int, provenance: dict[str, Any]
-) -> None:
-    """Decode, place, report on (and with ``dedupe`` remove leaked copies of) the photos, then index them."""
-    usable, skipped, converted = decode_found(staging, name, found, settings, workers)
+    records, suffixes, skipped, converted = decode_found(found, folder, incoming, settings, workers, f"import {name}")
     skipped = found.skipped + skipped
-    photos = place(staging, found, usable, settings)
-    del usable  # the photos hold what is needed from here on
-    report = analyse(found.classes, photos, skipped, settings.near_duplicate_distance)
+    placement = Placement(found, records, suffixes, settings)
+    del records  # the placement holds them, in manifest order
+    placement.move(incoming, staging)
+    incoming.rmdir()
+    rows = np.arange(len(placement))
+    report = analyse(placement.table(rows), skipped, settings.near_duplicate_distance)
     if settings.dedupe:
         removed = leaked_copies(report)
-        for entry in removed:
-            (staging / entry["path"]).unlink()
         gone = {entry["path"] for entry in removed}
-        photos = [photo for photo in photos if photo.path not in gone]
-        report = {**analyse(found.classes, photos, skipped, settings.near_duplicate_distance), "removed": removed}
-    rows = (
-        {
-            "split": p.split,
-            "class": p.label,
-            "path": p.path,
-            "width": p.width,
-            "height": p.height,
-            "bytes": (staging / p.path).stat().st_size,
-            "md5": p.md5,
-        }
-        for p in photos
-    )
+        for path in gone:
+            (staging / path).unlink()
+        rows = rows[[placement.path(row) not in gone for row in rows.tolist()]]
+        report = {**analyse(placement.table(rows), skipped, settings.near_duplicate_distance), "removed": removed}
     (staging / "quality.json").write_text(json.dumps(report, indent=2))
     extra = {"converted": converted, "layout": found.layout, "removed_duplicates": len(report["removed"])}
-    write_index(staging, found.classes, rows, provenance, skipped, extra)
+    write_index(staging, found.classes, manifest_rows(staging, placement.table(rows)), provenance, skipped, extra)
+
+
+def manifest_rows(staging: Path, photos: PhotoTable) -> Iterator[dict[str, Any]]:
+    """Each placed photo's manifest row, made as it is written."""
+    for index in range(len(photos)):
+        path = photos.paths[index]
+        width, height = photos.sizes[index][:2].tolist()
+        yield {
+            "split": photos.split(index),
+            "class": photos.label(index),
+            "path": path,
+            "width": width,
+            "height": height,
+            "bytes": (staging / path).stat().st_size,
+            "md5": photos.md5[index].tobytes().hex(),
+        }

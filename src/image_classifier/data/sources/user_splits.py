@@ -1,15 +1,22 @@
-"""Splits for a user's photos: the source's own are kept, missing ones carved out seeded and stratified."""
+"""Splits for a user's photos: the source's own are kept, missing ones carved out seeded and stratified.
+
+Photos are numbered (their place in :class:`~image_classifier.data.sources.discover.Found`), and splits are
+codes into :data:`~image_classifier.data.layout.SPLITS`, so thousands of photos cost a few bytes each.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
+
+from image_classifier.data.layout import SPLITS
 from image_classifier.data.sources.base import PrepareSettings
-from image_classifier.data.sources.splits import stratified_split
+from image_classifier.data.sources.splits import carve
 from image_classifier.errors import DataError
 
-CARVED = ("val", "test")
+UNASSIGNED = -1
 
 
 def carved_fractions(given: set[str], settings: PrepareSettings) -> dict[str, float]:
@@ -18,16 +25,32 @@ def carved_fractions(given: set[str], settings: PrepareSettings) -> dict[str, fl
     return {split: fraction for split, fraction in wanted.items() if split not in given and fraction > 0}
 
 
-def assign_splits(photos: Sequence[tuple[str, str, str | None]], settings: PrepareSettings) -> dict[str, str]:
-    """``{key: split}`` for ``(key, label, split or None)``: given splits kept, the rest carved from train.
+def given_splits(photos: Sequence[int], splits: Sequence[str | None]) -> set[str]:
+    """The splits the source itself gives ``photos``."""
+    return {split for split in (splits[i] for i in photos) if split is not None}
+
+
+def assign_splits(
+    photos: Sequence[int], labels: Sequence[str], splits: Sequence[str | None], settings: PrepareSettings
+) -> np.ndarray:
+    """The split code of each of ``photos`` (:data:`UNASSIGNED` for the others): given splits kept, the rest
+    carved from train.
 
     A photo without a split belongs to train; missing splits are carved out of train (seeded, stratified).
     """
-    given = {split for _, _, split in photos if split is not None}
-    fractions = carved_fractions(given, settings)
-    pool = [(key, label) for key, label, split in photos if split in (None, "train")]
-    carved = stratified_split(pool, fractions, settings.seed, "train")
-    return {key: split if split not in (None, "train") else carved[key] for key, _, split in photos}
+    codes = np.full(len(labels), UNASSIGNED, dtype=np.int8)
+    fractions = carved_fractions(given_splits(photos, splits), settings)
+    pool: dict[str, list[int]] = defaultdict(list)
+    for index in photos:
+        split = splits[index]
+        if split in (None, "train"):
+            pool[labels[index]].append(index)
+        else:
+            codes[index] = SPLITS.index(split)
+    for label in sorted(pool):
+        for split, members in carve(pool[label], label, fractions, settings.seed):
+            codes[members] = SPLITS.index(split or "train")
+    return codes
 
 
 def least_photos(fractions: dict[str, float]) -> int:
@@ -40,16 +63,23 @@ def least_photos(fractions: dict[str, float]) -> int:
 
 
 def check_split_sizes(
-    photos: Sequence[tuple[str, str, str | None]], classes: Sequence[str], settings: PrepareSettings, what: str
+    photos: Sequence[int],
+    labels: Sequence[str],
+    splits: Sequence[str | None],
+    classes: Sequence[str],
+    settings: PrepareSettings,
+    what: str,
 ) -> None:
     """Every class keeps a training photo and gets one in each carved split; else an error naming it."""
-    given = {split for _, _, split in photos if split is not None}
-    fractions = carved_fractions(given, settings)
-    assigned = assign_splits(photos, settings)
-    per = Counter((assigned[key], label) for key, label, _ in photos)
-    pool = Counter(label for _, label, split in photos if split in (None, "train"))
+    fractions = carved_fractions(given_splits(photos, splits), settings)
+    codes = assign_splits(photos, labels, splits, settings)
+    per: dict[tuple[int, str], int] = defaultdict(int)
+    pool: dict[str, int] = defaultdict(int)
+    for index in photos:
+        per[(int(codes[index]), labels[index])] += 1
+        pool[labels[index]] += splits[index] in (None, "train")
     for label in classes:
-        if per[("train", label)] and all(per[(split, label)] for split in fractions):
+        if per[(0, label)] and all(per[(SPLITS.index(split), label)] for split in fractions):
             continue
         if not fractions:
             raise DataError(f"Class '{label}' has no usable {what} in train.")
