@@ -14,7 +14,6 @@ for tools and people that read no ONNX.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import warnings
@@ -28,6 +27,7 @@ import torch
 from image_classifier.atomic import atomic_path, write_text_atomic
 from image_classifier.checkpoint import Bundle, load_bundle
 from image_classifier.errors import DataError, UserError, report_user_errors
+from image_classifier.hashing import sha256_file
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -73,7 +73,7 @@ def write_serving_card(bundle: Bundle, onnx_path: Path) -> Path:
         "data_config": bundle.data_config,
         "lineage": serving_lineage(bundle),
         "onnx_file": onnx_path.name,
-        "onnx_sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "onnx_sha256": sha256_file(onnx_path),
     }
     return write_text_atomic(onnx_path.with_suffix(".serving.json"), json.dumps(card, indent=2) + "\n")
 

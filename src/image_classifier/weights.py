@@ -11,7 +11,6 @@ leaf name against the timm model, and writes nothing when a check fails.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -27,6 +26,7 @@ from safetensors.torch import save_file
 
 from image_classifier.atomic import atomic_path
 from image_classifier.errors import ConfigError, report_user_errors
+from image_classifier.hashing import sha256_file
 from image_classifier.runtime import project_root
 
 LINEAGE_KEY = "pretrained_weights"  # where a bundle's lineage holds the provenance record of its starting weights
@@ -117,15 +117,6 @@ def package_file(source: WeightsSource) -> Path:
     if not path.is_file():
         raise ConfigError(f"{source.package} is installed but its weights file {path} is missing: reinstall it.")
     return path
-
-
-def sha256_file(path: Path) -> str:
-    """The SHA-256 hex digest of ``path``, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def timm_shapes(timm_name: str) -> dict[str, torch.Size]:

@@ -21,19 +21,15 @@ from dvc.repo import Repo
 from image_classifier.api.model_source import fetch as fetch_uri
 from image_classifier.checkpoint import Bundle, library_versions, load_bundle, save_bundle
 from image_classifier.data.shapes import generate_shapes
-from image_classifier.gate import record_check, recorded_check
+from image_classifier.hashing import sha256_file
 from image_classifier.model import create_model, model_data_config
-from image_classifier.registry import (
-    RegistryError,
-    check,
-    fetch,
-    link_to_wandb,
-    main,
-    promote,
-    register,
-    resolve,
-    sha256_of,
-)
+from image_classifier.registry.__main__ import main
+from image_classifier.registry.gate import check
+from image_classifier.registry.publish import promote, register
+from image_classifier.registry.store import RegistryError
+from image_classifier.registry.verdicts import record_check, recorded_check
+from image_classifier.registry.versions import fetch, resolve
+from image_classifier.training.tracking import link_model_version
 from tests.conftest import REPO_ROOT, TINY_DATA_OVERRIDES, TINY_SHAPES
 
 NAME = "image-classifier"
@@ -115,7 +111,7 @@ def test_register_versions_the_bundle_with_dvc_and_tags_it_with_its_record(regis
     assert (registry.remote / "files" / "md5" / md5[:2] / md5[2:]).is_file()  # pushed: resolvable elsewhere
     message = run(root, "git", "tag", "-l", "--format=%(contents)", f"{NAME}@v1.0.0")
     record = json.loads(message.split("\n\n", 1)[1])
-    assert record["sha256"] == sha256_of(registry.bundle) and record["md5"] == md5
+    assert record["sha256"] == sha256_file(registry.bundle) and record["md5"] == md5
     assert record["metrics"] == {"test/accuracy": 0.0}  # NaN left out: the message stays JSON
     assert record["lineage"] == {"git_commit": "abc123", "data_fingerprint": "f00d"}
     assert (record["model"], record["data"], record["input_size"]) == ("baseline_cnn", "shapes", [3, 32, 32])
@@ -134,7 +130,7 @@ def test_a_reference_resolves_to_the_registered_bytes(registry: Registry, refere
     assert (model.name, model.version) == (NAME, "v1.0.0")
     local = fetch(model, tmp_path, repo=registry.root)
     assert local.read_bytes() == registry.bundle.read_bytes()
-    assert model.sha256 == sha256_of(local)
+    assert model.sha256 == sha256_file(local)
 
 
 def test_a_stage_resolves_from_the_remote_alone_and_serves_as_a_model_uri(registry: Registry, tmp_path: Path) -> None:
@@ -142,7 +138,7 @@ def test_a_stage_resolves_from_the_remote_alone_and_serves_as_a_model_uri(regist
     run(tmp_path, "git", "clone", "-q", str(registry.root), str(clone))  # no DVC cache: the bytes come from the remote
     path = fetch_uri(f"gto:{NAME}#prod", tmp_path / "cache", registry=str(clone))
     assert load_bundle(path).classes == load_bundle(registry.bundle).classes
-    assert sha256_of(path) == sha256_of(registry.bundle)
+    assert sha256_file(path) == sha256_file(registry.bundle)
     path.write_bytes(b"tampered")  # a cached copy that no longer matches is fetched again
     assert fetch_uri(f"gto:{NAME}#prod", tmp_path / "cache", registry=str(clone)).read_bytes() == (
         registry.bundle.read_bytes()
@@ -208,10 +204,11 @@ def test_linking_to_wandb_is_skipped_cleanly_offline(
     monkeypatch.chdir(tmp_path)
     model = resolve(f"{NAME}#prod", repo=registry.root)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert link_to_wandb(model, registry.bundle) is None
+    link = {"name": model.name, "version": model.version, "metadata": model.record, "file_name": "best.pt"}
+    assert link_model_version(registry.bundle, **link) is None
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_MODE", "offline")
-    assert link_to_wandb(model, registry.bundle) is None
+    assert link_model_version(registry.bundle, **link) is None
     assert list(tmp_path.iterdir()) == []  # no run started, nothing written
 
 

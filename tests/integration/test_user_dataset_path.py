@@ -11,7 +11,8 @@ import pytest
 
 from image_classifier.evaluate import evaluate
 from image_classifier.export import export
-from image_classifier.registry import fetch, register, resolve
+from image_classifier.registry.publish import register
+from image_classifier.registry.versions import fetch, resolve
 from image_classifier.train import train
 from image_classifier.weights import import_weights
 from tests.conftest import compose

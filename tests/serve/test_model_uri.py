@@ -132,6 +132,22 @@ def test_a_file_uri_is_the_local_file_checked(bundle_path: Path, tmp_path: Path)
         fetch(bundle_path.as_uri(), tmp_path, sha256="f" * 64)
 
 
+FETCH_A_FILE = """
+import json, sys
+from pathlib import Path
+from image_classifier.api.model_source import fetch
+fetch(Path(sys.argv[1]).as_uri(), Path(sys.argv[2]), sha256=sys.argv[3])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_file_uri_is_served_without_the_registry_dvc_gto_or_hydra(bundle_path: Path, tmp_path: Path) -> None:
+    command = [sys.executable, "-c", FETCH_A_FILE, str(bundle_path), str(tmp_path), sha256(bundle_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    imported = {name.split(".")[0] for name in json.loads(done.stdout)} | set(json.loads(done.stdout))
+    assert not {"image_classifier.registry", "dvc", "gto", "hydra", "omegaconf", "torch"} & imported
+
+
 def test_an_unknown_scheme_names_what_is_accepted(tmp_path: Path) -> None:
     with pytest.raises(ModelSourceError, match=r"is not a file://, https:// or gs:// URI, nor a registry reference"):
         fetch("ftp://example.com/best.pt", tmp_path)

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from image_classifier import weights
 from image_classifier.checkpoint import Bundle, library_versions, save_bundle
 from image_classifier.errors import ConfigError
+from image_classifier.hashing import sha256_file
 from image_classifier.model import create_model, weights_provenance
 from image_classifier.training.model_card import write_model_card
 from image_classifier.weights import LINEAGE_KEY, SOURCES, WeightsSource, import_file, import_weights, main
@@ -56,8 +57,8 @@ def test_import_gives_the_timm_model_the_source_tensors_and_writes_provenance(na
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["timm_model"] == source.timm_name and record["source_package"] == source.package
     assert record["source_version"] == "0.1.0" and record["licence"] == "Apache-2.0"
-    assert record["source_sha256"] == source.sha256 == weights.sha256_file(source_path)
-    assert record["output_sha256"] == weights.sha256_file(path)
+    assert record["source_sha256"] == source.sha256 == sha256_file(source_path)
+    assert record["output_sha256"] == sha256_file(path)
     assert "tensorflow/tpu" in record["upstream"] and "ML Illustrated" in record["upstream"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])
 
@@ -110,7 +111,7 @@ def _fake_source(tmp_path: Path, state: dict[str, torch.Tensor], **changes: obje
         package="fake-weights-package",
         module="fake_weights_package",
         locator="FakeModelFile",
-        sha256=weights.sha256_file(path),
+        sha256=sha256_file(path),
         tensors=len(state),
     )
     return dataclasses.replace(spec, **changes), path  # type: ignore[arg-type]

@@ -22,9 +22,9 @@ from typing import IO
 from image_classifier.api.settings import ServeSettings
 from image_classifier.atomic import atomic_path
 from image_classifier.errors import UserError
+from image_classifier.hashing import CHUNK, sha256_file
 from image_classifier.redact import redact
 
-CHUNK = 1 << 20
 REGISTRY_PREFIX = "gto:"
 # A GTO reference without the prefix: NAME@vX.Y.Z, NAME@latest, NAME#STAGE (NAME as GTO spells artifact names).
 REGISTRY_REFERENCE = re.compile(r"^[a-z0-9][a-z0-9/-]*(@(v\d+\.\d+\.\d+|latest|greatest)|#[a-z0-9-]+)(#\d+)?$")
@@ -82,7 +82,7 @@ def fetch(uri: str, cache: Path, *, sha256: str = "", timeout: float = 60.0, reg
             "(gto:NAME#prod, NAME@v1.2.3)."
         )
     target = cache / cache_name(uri)
-    if sha256 and target.is_file() and file_sha256(target) == sha256.lower():
+    if sha256 and target.is_file() and sha256_file(target) == sha256.lower():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as partial:
@@ -100,17 +100,9 @@ def cache_name(uri: str) -> str:
     return f"{hashlib.sha256(uri.encode()).hexdigest()[:16]}-{tail}"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: Path, sha256: str, source: str) -> None:
     """Raise unless ``path``'s SHA-256 is ``sha256``."""
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if actual != sha256.lower():
         raise ModelSourceError(f"{source} has SHA-256 {actual}, not the expected {sha256.lower()} (MODEL_SHA256).")
 
@@ -180,12 +172,13 @@ def _download_gcs(uri: str, handle: IO[bytes], timeout: float) -> None:
 
 def _from_registry(reference: str, cache: Path, sha256: str, registry: str) -> Path:
     """The bundle a registry reference names, fetched through DVC and checked against the registry's checksum."""
-    try:
-        import image_classifier.registry as model_registry
-    except ImportError as error:  # dvc and gto come with the project's dependencies
+    try:  # the registry's modules, DVC and GTO are imported for a registry reference alone
+        from image_classifier.registry.versions import fetch as fetch_version
+        from image_classifier.registry.versions import resolve
+
+        path = fetch_version(resolve(reference, repo=registry), cache / "registry", repo=registry)
+    except ImportError as error:  # dvc and gto come with the project's dependencies, not the slim serving package
         raise ModelSourceError(f"Registry references need dvc and gto: {error}.") from None
-    version = model_registry.resolve(reference, repo=registry)
-    path = model_registry.fetch(version, cache / "registry", repo=registry)
     if sha256:
         verify(path, sha256, f"gto:{reference}")
     return path

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from image_classifier.errors import UserError
 from image_classifier.runtime import project_root
+from image_classifier.subprocesses import last_line
 
 ACCURACY_TOLERANCE = 0.01
 """The default pipeline's mean accuracy may fall at most this far below the JPEG path's."""
@@ -72,8 +73,7 @@ def train_run(overrides: list[str], run_dir: Path, log: Path) -> tuple[dict[str,
     wall_s = time.perf_counter() - start
     metrics_path = run_dir / "metrics.json"
     if done.returncode != 0 or not metrics_path.is_file():
-        tail = log.read_text(errors="replace").strip().splitlines()
-        last = tail[-1].strip() if tail else ""
+        last = last_line(log.read_text(errors="replace"))
         raise UserError(f"accuracy run ({' '.join(overrides)}) failed (exit {done.returncode}): {last}")
     return json.loads(metrics_path.read_text()), round(wall_s, 2)
 

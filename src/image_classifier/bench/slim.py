@@ -47,6 +47,7 @@ from image_classifier.bench.serve import (
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.export import export
 from image_classifier.runtime import stop_process
+from image_classifier.subprocesses import run_checked
 
 APP = "image_classifier.api.app:create_app"
 TRAINING_STACK = (
@@ -173,10 +174,7 @@ def throughput(variants: dict[str, tuple[Path, dict[str, str]]], args: argparse.
 
 
 def docker(*args: str, timeout: float = 300) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise UserError(f"docker {args[0]} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return done.stdout.strip()
+    return run_checked(["docker", *args], f"docker {args[0]} failed", timeout=timeout).stdout.strip()
 
 
 def container_starts(image: str, models: Path, model_file: str, count: int) -> list[float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from image_classifier.data.layout import SPLITS, load_prepared_dataset, prepared_dir
 from image_classifier.errors import DataError, report_user_errors
+from image_classifier.subprocesses import run_checked
 
 MAX_SKIPPED_LISTED = 100
 """Skipped files listed one by one; the counts by reason always cover all of them."""
@@ -98,12 +98,8 @@ def metrics_diff_markdown(diff: Mapping[str, Mapping[str, Mapping[str, Any]]], a
 
 def dvc_metrics_diff(against: str, repo: Path = Path(".")) -> dict[str, Any]:
     """``dvc metrics diff --json AGAINST`` in ``repo``: the workspace's metrics against git revision ``against``."""
-    result = subprocess.run(
-        ["dvc", "metrics", "diff", "--json", against], cwd=repo, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        reason = (result.stderr.strip() or result.stdout.strip()).splitlines()
-        raise DataError(f"dvc metrics diff {against} failed: {reason[-1] if reason else f'exit {result.returncode}'}")
+    command = ["dvc", "metrics", "diff", "--json", against]
+    result = run_checked(command, f"dvc metrics diff {against} failed", error=DataError, cwd=repo)
     return json.loads(result.stdout or "{}")
 
 

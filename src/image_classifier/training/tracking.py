@@ -1,12 +1,16 @@
-"""Experiment tracking: Weights & Biases (offline unless ``WANDB_MODE`` says otherwise) or nothing."""
+"""Experiment tracking: Weights & Biases (offline unless ``WANDB_MODE`` says otherwise) or nothing; and linking a
+registered model version to the W&B registry."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class Tracker(Protocol):
@@ -100,3 +104,34 @@ def create_tracker(logger_cfg: Any, run_dir: Path, config: dict[str, Any], run_i
     if logger_cfg.name == "wandb":
         return WandbTracker(logger_cfg, run_dir, config, run_id=run_id)
     raise ValueError(f"Unknown logger '{logger_cfg.name}'")
+
+
+def wandb_online() -> bool:
+    """W&B is online when a key is in the environment and ``WANDB_MODE`` does not say otherwise."""
+    mode = os.environ.get("WANDB_MODE", "online").strip().lower()
+    return bool(os.environ.get("WANDB_API_KEY")) and mode not in ("offline", "disabled", "dryrun")
+
+
+def link_model_version(
+    bundle: Path, *, name: str, version: str, metadata: dict[str, Any], file_name: str
+) -> str | None:
+    """Log ``bundle`` as a W&B model artifact (as ``file_name``) and link it to the W&B registry
+    (``WANDB_REGISTRY``, default ``wandb-registry-model/NAME``) under ``version``; the registry linked to, or
+    ``None`` (nothing done) when W&B is offline or the link fails (a failure is logged, not raised)."""
+    reference = f"{name}@{version}"
+    if not wandb_online():
+        log.info("W&B is offline (no WANDB_API_KEY, or WANDB_MODE=offline): %s not linked", reference)
+        return None
+    import wandb
+
+    target = os.environ.get("WANDB_REGISTRY") or f"wandb-registry-model/{name}"
+    try:
+        with wandb.init(project=os.environ.get("WANDB_PROJECT", "image-classifier"), job_type="register") as run:
+            artifact = wandb.Artifact(name.replace("/", "-"), type="model", metadata=metadata)
+            artifact.add_file(str(bundle), name=file_name)
+            run.log_artifact(artifact, aliases=[version])
+            run.link_artifact(artifact, target, aliases=[version])
+    except Exception as error:  # the version is registered already: a W&B failure is reported, not raised
+        log.warning("W&B: %s not linked to %s: %s", reference, target, str(error).splitlines()[0])
+        return None
+    return target

@@ -1,4 +1,4 @@
-"""The accuracy gate's result, recorded on the registered version it was measured for.
+"""The accuracy gate's verdicts, recorded on the registered versions they were measured for.
 
 ``registry check`` writes its result as a git note (``refs/notes/registry-checks``) on the version's tag object
 (``NAME@vX.Y.Z``): passed or not, the accuracy measured and the one registered. ``promote`` reads it back and
@@ -9,22 +9,19 @@ with ``git push origin refs/notes/registry-checks``.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
+
+from image_classifier.registry.store import RegistryError, git
 
 NOTES_REF = "refs/notes/registry-checks"
 
 
-def _git(root: Path | str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", *args], cwd=root, input=stdin, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def _tag_object(root: Path | str, tag: str) -> str | None:
-    done = _git(root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}")
-    return done.stdout.strip() or None
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}") or None
+    except RegistryError:
+        return None
 
 
 def record_check(root: Path | str, tag: str, result: dict[str, Any]) -> bool:
@@ -32,8 +29,11 @@ def record_check(root: Path | str, tag: str, result: dict[str, Any]) -> bool:
     target = _tag_object(root, tag)
     if target is None:
         return False
-    done = _git(root, "notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", target, stdin=json.dumps(result))
-    return done.returncode == 0
+    try:
+        git(root, "notes", "--ref", NOTES_REF, "add", "-f", "-F", "-", target, stdin=json.dumps(result))
+    except RegistryError:
+        return False
+    return True
 
 
 def recorded_check(root: Path | str, tag: str) -> dict[str, Any] | None:
@@ -41,12 +41,9 @@ def recorded_check(root: Path | str, tag: str) -> dict[str, Any] | None:
     target = _tag_object(root, tag)
     if target is None:
         return None
-    done = _git(root, "notes", "--ref", NOTES_REF, "show", target)
-    if done.returncode != 0:
-        return None
     try:
-        result = json.loads(done.stdout)
-    except json.JSONDecodeError:
+        result = json.loads(git(root, "notes", "--ref", NOTES_REF, "show", target))
+    except (RegistryError, json.JSONDecodeError):
         return None
     return result if isinstance(result, dict) else None
 
