@@ -13,11 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
-from image_classifier.checkpoint import Bundle, library_versions, save_bundle
-from image_classifier.model import create_model, model_data_config
+from image_classifier.checkpoint import save_bundle
 from tests.docker.test_images import build, docker, docker_daemon  # noqa: F401 (docker_daemon: a fixture)
+from tests.helpers.bundles import make_bundle
 from tests.serve.conftest import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -32,21 +31,7 @@ def api_image(docker_daemon: None) -> str:  # noqa: F811 (the fixture, used by n
 def model_url(http_server: tuple[str, Path]) -> tuple[str, str]:
     """A baseline-CNN bundle on a real HTTP server on 127.0.0.1: ``(URL, its SHA-256)``."""
     base, directory = http_server
-    torch.manual_seed(0)
-    model = create_model("baseline_cnn", num_classes=3, width=8).eval()
-    bundle = Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 8},
-        classes=["a", "b", "c"],
-        data_config=model_data_config(model, 32),
-        config={},
-        lineage={"git_commit": "docker-test"},
-        metrics={},
-        versions=library_versions(),
-        epoch=1,
-    )
-    path = save_bundle(directory / "best.pt", bundle)
+    path = save_bundle(directory / "best.pt", make_bundle(["a", "b", "c"], lineage={"git_commit": "docker-test"}))
     return f"{base}/best.pt", hashlib.sha256(path.read_bytes()).hexdigest()
 
 

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import gto.api
 import pytest
-import torch
 from dvc.repo import Repo
 
 from image_classifier.api.model_source import fetch as fetch_uri
-from image_classifier.checkpoint import Bundle, library_versions, load_bundle, save_bundle
+from image_classifier.checkpoint import load_bundle, save_bundle
 from image_classifier.data.shapes import generate_shapes
 from image_classifier.hashing import sha256_file
-from image_classifier.model import create_model, model_data_config
 from image_classifier.registry.__main__ import main
 from image_classifier.registry.gate import check
 from image_classifier.registry.publish import promote, register
@@ -31,6 +29,7 @@ from image_classifier.registry.verdicts import record_check, recorded_check
 from image_classifier.registry.versions import fetch, resolve
 from image_classifier.training.tracking import link_model_version
 from tests.conftest import REPO_ROOT, TINY_DATA_OVERRIDES, TINY_SHAPES
+from tests.helpers import bundles
 
 NAME = "image-classifier"
 
@@ -49,19 +48,11 @@ def run(root: Path, *command: str) -> str:
 
 def make_bundle(path: Path, classes: list[str], accuracy: float) -> Path:
     """A baseline-CNN bundle for ``classes`` at 32 px that claims ``accuracy`` on its test split."""
-    torch.manual_seed(0)
-    model = create_model("baseline_cnn", num_classes=len(classes), width=8).eval()
-    bundle = Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 8},
-        classes=classes,
-        data_config=model_data_config(model, 32),
+    bundle = bundles.make_bundle(
+        classes,
         config={"data": {"name": "shapes", "image_size": 32}},
         lineage={"git_commit": "abc123", "data_fingerprint": "f00d"},
         metrics={"test/accuracy": accuracy, "val/loss": float("nan")},
-        versions=library_versions(),
-        epoch=1,
     )
     return save_bundle(path, bundle)
 

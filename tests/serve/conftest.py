@@ -14,14 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 from PIL import Image
 
-from image_classifier.checkpoint import Bundle, library_versions, save_bundle
+from image_classifier.checkpoint import save_bundle
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
-from image_classifier.model import create_model, model_data_config
 from image_classifier.runtime import stop_process
+from tests.helpers.bundles import make_bundle
 
 APP = "image_classifier.api.app:create_app"
 IMAGE_SIZE = 32
@@ -63,19 +62,12 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> PreparedDataset:
 @pytest.fixture(scope="session")
 def bundle_path(shapes: PreparedDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A baseline-CNN bundle for the shapes classes at 32 px (seeded weights: serving needs no training)."""
-    torch.manual_seed(0)
-    model = create_model("baseline_cnn", num_classes=len(shapes.classes), width=8).eval()
-    bundle = Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 8},
-        classes=list(shapes.classes),
-        data_config=model_data_config(model, IMAGE_SIZE),
+    bundle = make_bundle(
+        shapes.classes,
+        image_size=IMAGE_SIZE,
         config={"data": {"name": "shapes", "image_size": IMAGE_SIZE}},
         lineage={"git_commit": "test", "data_fingerprint": shapes.fingerprint},
         metrics={"test/accuracy": 0.1},
-        versions=library_versions(),
-        epoch=1,
     )
     return save_bundle(tmp_path_factory.mktemp("model") / "best.pt", bundle)
 

@@ -17,17 +17,14 @@ from omegaconf import OmegaConf
 
 from image_classifier.checkpoint import Bundle, load_bundle, save_bundle
 from image_classifier.errors import CheckpointError, ConfigError
-from image_classifier.model import create_model, model_data_config, model_kwargs
+from image_classifier.model import create_model, model_kwargs
+from tests.helpers.bundles import make_bundle
 
 
 def _bundle() -> Bundle:
-    model = create_model("baseline_cnn", num_classes=3, width=8)
-    return Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 8},
-        classes=["cat", "dog", "fox"],
-        data_config=model_data_config(model, 32, crop_pct=1.0),
+    return make_bundle(
+        ["cat", "dog", "fox"],
+        crop_pct=1.0,
         config={"trainer": {"seed": 1}},
         lineage={"git_commit": "abc", "data_fingerprint": "f00"},
         metrics={"val/accuracy": 0.5},

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from image_classifier.checkpoint import Bundle, library_versions, save_bundle
-from image_classifier.model import create_model
+from image_classifier.checkpoint import save_bundle
 from image_classifier.training.model_card import write_model_card
+from tests.helpers.bundles import make_bundle
 
 
 def test_model_card_describes_data_metrics_lineage_and_limits(tmp_path: Path) -> None:
-    model = create_model("baseline_cnn", num_classes=2, width=4)
     config = {
         "data": {"name": "cats_vs_dogs", "image_size": 64},
         "model": {"name": "convnextv2_atto", "pretrained": True, "weights": None},
@@ -20,16 +19,13 @@ def test_model_card_describes_data_metrics_lineage_and_limits(tmp_path: Path) ->
         "optimizer": {"opt": "adamw", "lr": 5e-4, "weight_decay": 0.05, "layer_decay": 0.8},
         "scheduler": {"sched": "cosine", "warmup_epochs": 1},
     }
-    bundle = Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 4},
-        classes=["cat", "dog"],
+    bundle = make_bundle(
+        ["cat", "dog"],
+        width=4,
         data_config={"input_size": (3, 64, 64), "mean": (0.5,) * 3, "std": (0.25,) * 3},
         config=config,
         lineage={"git_commit": "abc123", "data_fingerprint": "f" * 32, "run_dir": str(tmp_path), "wandb_run_id": "r1"},
         metrics={"val/accuracy": 0.91, "val_ema/accuracy": 0.93, "test/accuracy": 0.925, "test/f1_macro": 0.9249},
-        versions=library_versions(),
         epoch=2,
     )
     path = save_bundle(tmp_path / "checkpoints" / "best.pt", bundle)

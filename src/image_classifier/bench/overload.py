@@ -29,7 +29,9 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from image_classifier.bench.serve import UvicornServer, multipart, random_bundle, sample_images, save_report
+from image_classifier.bench.inputs import multipart, random_bundle, sample_images
+from image_classifier.bench.report import save_report
+from image_classifier.bench.server import UvicornServer
 from image_classifier.errors import report_user_errors
 
 REFUSAL_GOAL_MS = 50.0

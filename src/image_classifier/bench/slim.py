@@ -35,15 +35,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from image_classifier.bench.serve import (
-    _free_port,
-    load,
-    multipart,
-    random_bundle,
-    sample_images,
-    save_report,
-    summarise,
-)
+from image_classifier.bench.inputs import multipart, random_bundle, sample_images
+from image_classifier.bench.load import load, summarise
+from image_classifier.bench.report import save_report
+from image_classifier.bench.server import free_port
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.export import export
 from image_classifier.runtime import stop_process
@@ -128,7 +123,7 @@ def wait_for_health(url: str, deadline: float, alive: Any = None) -> float:
 
 def start_server(model: Path, env: dict[str, str], threads: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     """uvicorn serving ``model`` on a free loopback port; the process and its base URL."""
-    port = _free_port()
+    port = free_port()
     environment = {**os.environ, **env, "MODEL_PATH": str(model), "IC_PREDICTION_LOG": "", "IC_THREADS": str(threads)}
     command = [sys.executable, "-m", "uvicorn", "--factory", APP, "--host", "127.0.0.1", "--port", str(port),
                "--log-level", "warning", "--no-access-log"]  # fmt: skip
@@ -181,7 +176,7 @@ def container_starts(image: str, models: Path, model_file: str, count: int) -> l
     """Seconds from ``docker run`` to the container's first ``/health`` 200, ``count`` times."""
     seconds = []
     for _ in range(count):
-        port = _free_port()
+        port = free_port()
         start = time.perf_counter()
         container = docker(
             "run", "-d", "--network", "host", "-e", f"PORT={port}", "-e", f"MODEL_PATH=/app/models/{model_file}",

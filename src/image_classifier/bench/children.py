@@ -1,0 +1,105 @@
+"""Each case in a fresh interpreter, so its peak memory is its own: the parent's side (start a child, read
+its record) and the child's (``python -m image_classifier.bench --run-case``, ``--prepare``, ``--warm-cache``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from image_classifier.bench.cases import Case
+from image_classifier.errors import UserError
+from image_classifier.runtime import project_root
+
+
+def compose(overrides: list[str]) -> Any:
+    """The training config with ``overrides``, as ``python -m image_classifier.train`` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from image_classifier.runtime import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return hydra_compose("train", overrides=[*overrides, "logger=none"])
+
+
+def _last_line(text: bytes | str, fallback: object) -> str:
+    lines = (text.decode(errors="replace") if isinstance(text, bytes) else text).strip().splitlines()
+    return lines[-1] if lines else str(fallback)
+
+
+def measure_in_child(case: Case, log: Path) -> dict[str, Any]:
+    """Run ``case`` in a fresh interpreter and return its measurement (a failure raises with the log's last line)."""
+    command = [sys.executable, "-m", "image_classifier.bench", "--run-case", json.dumps(asdict(case))]
+    with open(log, "ab") as handle:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=handle, cwd=project_root(), check=False)
+    lines = done.stdout.decode().strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = _last_line(log.read_text(errors="replace"), done.returncode)
+        raise UserError(f"bench case '{case.case}' ({case.phase}) failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def prepare_data(case: Case, mode: str = "--prepare") -> None:
+    """Generate or import the case's dataset in a separate process, so the case's memory is the loop's alone.
+
+    ``mode`` ``--warm-cache`` also builds the training loaders' caches (see :func:`warm_cache`).
+    """
+    command = [sys.executable, "-m", "image_classifier.bench", mode, json.dumps(case.overrides)]
+    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
+    if done.returncode != 0:
+        raise UserError(f"could not prepare data for '{case.case}': {_last_line(done.stderr, done.returncode)}")
+
+
+def prepare_animals(source: Path, root: Path) -> None:
+    """Import the Animals-V2 sample with the project's own importer (a no-op once prepared)."""
+    command = [
+        sys.executable,
+        "-m",
+        "image_classifier.data",
+        "animals_v2",
+        "--source",
+        str(source),
+        "--root",
+        str(root),
+    ]
+    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
+    if done.returncode != 0:
+        raise UserError(f"could not prepare Animals-V2 from {source}: {_last_line(done.stderr, done.returncode)}")
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    """In the child: measure ``case`` in this process (see :func:`image_classifier.bench.measure.measure`)."""
+    from image_classifier.bench.measure import measure
+
+    return measure(compose(case.overrides), case.phase, case.batches, case.rounds, case.split)
+
+
+def prepare_dataset(overrides: list[str]) -> None:
+    """In the child: generate (or check) the dataset the config with ``overrides`` names."""
+    from image_classifier.data.loaders import open_dataset
+
+    open_dataset(compose(overrides).data)
+
+
+def build_training_loaders(cfg: Any) -> Any:
+    """A training run's set-up from ``cfg``: dataset, model, its evaluation data config, and the loaders
+    (building the dataset's cache as training does)."""
+    import torch
+
+    from image_classifier.data.loaders import build_dataloaders, open_dataset
+    from image_classifier.model import create_model, eval_data_config, model_kwargs
+
+    dataset = open_dataset(cfg.data)
+    model = create_model(cfg.model.name, num_classes=len(dataset.classes), **model_kwargs(cfg.model))
+    data_config = eval_data_config(model, cfg.data)  # as the training run sizes its loaders
+    return build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed, device=torch.device("cpu"))
+
+
+def warm_cache(overrides: list[str]) -> None:
+    """In the child: prepare the dataset and build the loaders training builds (so the cache exists before any
+    run is timed)."""
+    build_training_loaders(compose(overrides))
