@@ -13,6 +13,7 @@ from typing import Any
 from image_classifier.bench.cases import Case
 from image_classifier.errors import UserError
 from image_classifier.runtime import project_root
+from image_classifier.subprocesses import failure_reason, run_checked
 
 
 def compose(overrides: list[str]) -> Any:
@@ -26,11 +27,6 @@ def compose(overrides: list[str]) -> Any:
         return hydra_compose("train", overrides=[*overrides, "logger=none"])
 
 
-def _last_line(text: bytes | str, fallback: object) -> str:
-    lines = (text.decode(errors="replace") if isinstance(text, bytes) else text).strip().splitlines()
-    return lines[-1] if lines else str(fallback)
-
-
 def measure_in_child(case: Case, log: Path) -> dict[str, Any]:
     """Run ``case`` in a fresh interpreter and return its measurement (a failure raises with the log's last line)."""
     command = [sys.executable, "-m", "image_classifier.bench", "--run-case", json.dumps(asdict(case))]
@@ -38,7 +34,7 @@ def measure_in_child(case: Case, log: Path) -> dict[str, Any]:
         done = subprocess.run(command, stdout=subprocess.PIPE, stderr=handle, cwd=project_root(), check=False)
     lines = done.stdout.decode().strip().splitlines()
     if done.returncode != 0 or not lines:
-        tail = _last_line(log.read_text(errors="replace"), done.returncode)
+        tail = failure_reason(done.returncode, log.read_text(errors="replace"))
         raise UserError(f"bench case '{case.case}' ({case.phase}) failed: {tail}")
     return json.loads(lines[-1])
 
@@ -49,9 +45,7 @@ def prepare_data(case: Case, mode: str = "--prepare") -> None:
     ``mode`` ``--warm-cache`` also builds the training loaders' caches (see :func:`warm_cache`).
     """
     command = [sys.executable, "-m", "image_classifier.bench", mode, json.dumps(case.overrides)]
-    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
-    if done.returncode != 0:
-        raise UserError(f"could not prepare data for '{case.case}': {_last_line(done.stderr, done.returncode)}")
+    run_checked(command, f"could not prepare data for '{case.case}'", cwd=project_root())
 
 
 def prepare_animals(source: Path, root: Path) -> None:
@@ -66,9 +60,7 @@ def prepare_animals(source: Path, root: Path) -> None:
         "--root",
         str(root),
     ]
-    done = subprocess.run(command, capture_output=True, cwd=project_root(), check=False)
-    if done.returncode != 0:
-        raise UserError(f"could not prepare Animals-V2 from {source}: {_last_line(done.stderr, done.returncode)}")
+    run_checked(command, f"could not prepare Animals-V2 from {source}", cwd=project_root())
 
 
 def run_case(case: Case) -> dict[str, Any]:
