@@ -1,9 +1,9 @@
 """Benchmark: importing a user's photos. Photos/s and peak memory for 2,000 and 20,000 generated photos.
 
 Each case imports a folder of class folders of small generated JPEGs in a child process (decoding on every
-core) while this process samples the memory of the child and its workers. A 2,000-photo import on one
-process gives the one-process rate the parallel one is compared with. Goals: peak memory within 10 %
-between 2,000 and 20,000 photos, and at least 1.5x the one-process rate with 2 or more cores.
+core) while this process samples the memory of the child and its workers; then each size again on one
+process, the rate the parallel one is compared with. Goals: peak memory within 10 % between 2,000 and
+20,000 photos, and at least 1.5x the one-process rate with 2 or more cores, at 20,000 photos.
 
 ``python -m image_classifier.bench.imports [--work DIR] [--sizes 2000,20000]``; ``invoke bench`` runs it too.
 """
@@ -123,24 +123,24 @@ def run_one(spec: dict[str, Any]) -> None:
 
 
 def import_records(work: Path, sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
-    """The parallel import of each size, then the one-process import of the smallest."""
+    """The import of each size on every core, then on one process."""
     records = []
-    for count in sizes:
-        console.print(f"[bold]import {count:,} photos[/] ...", end=" ")
-        source = generate_photos(work / f"photos_{count}", count)
-        records.append(measure_import(source, work, count, default_workers()))
-        console.print(f"{records[-1]['photos_per_s']:,.0f} photos/s")
-    console.print(f"[bold]import {sizes[0]:,} photos, one process[/] ...", end=" ")
-    records.append({**measure_import(work / f"photos_{sizes[0]}", work, sizes[0], 1), "reference": True})
-    records[-1]["case"] += " (1 process)"
-    console.print(f"{records[-1]['photos_per_s']:,.0f} photos/s")
+    for workers in (default_workers(), 1):
+        for count in sizes:
+            label = f"import {count:,} photos" + (" (1 process)" if workers == 1 else "")
+            console.print(f"[bold]{label}[/] ...", end=" ")
+            source = generate_photos(work / f"photos_{count}", count)
+            record = measure_import(source, work, count, workers)
+            records.append({**record, "case": label, **({"reference": True} if workers == 1 else {})})
+            console.print(f"{records[-1]['photos_per_s']:,.0f} photos/s")
     return records
 
 
 def goals(records: list[dict[str, Any]]) -> list[str]:
-    """The two goals, measured: memory flat in the number of photos, and the parallel speed-up."""
+    """The two goals, measured: memory flat in the number of photos, and the parallel speed-up at each size
+    (the goal is judged on the largest, where the import's fixed start-up counts least)."""
     parallel = sorted((r for r in records if not r.get("reference")), key=lambda r: r["images"])
-    single = next((r for r in records if r.get("reference")), None)
+    single = {r["images"]: r for r in records if r.get("reference")}
     lines = []
     if len(parallel) >= 2:
         small, large = parallel[0], parallel[-1]
@@ -150,13 +150,15 @@ def goals(records: list[dict[str, Any]]) -> list[str]:
             f"peak memory {large['images']:,} vs {small['images']:,} photos: {large['peak_pss_mb']:.0f} vs "
             f"{small['peak_pss_mb']:.0f} MB ({100 * growth:+.1f} %; goal within {MEMORY_GOAL:.0%}: {mark})"
         )
-    if single is not None and parallel:
-        same = next(r for r in parallel if r["images"] == single["images"])
-        speedup = same["photos_per_s"] / single["photos_per_s"]
-        mark = "[green]met[/]" if speedup >= SPEEDUP_GOAL else "[red]missed[/]"
+    for record in parallel:
+        if record["images"] not in single:
+            continue
+        speedup = record["photos_per_s"] / single[record["images"]]["photos_per_s"]
+        judged = record is parallel[-1]
+        mark = ("[green]met[/]" if speedup >= SPEEDUP_GOAL else "[red]missed[/]") if judged else "not judged"
         lines.append(
-            f"{same['workers']} processes vs 1: x{speedup:.2f} photos/s (goal x{SPEEDUP_GOAL}: {mark}; "
-            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})"
+            f"{record['images']:,} photos, {record['workers']} processes vs 1: x{speedup:.2f} photos/s "
+            f"(goal x{SPEEDUP_GOAL}: {mark}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})"
         )
     return lines
 
