@@ -7,6 +7,7 @@ md5, perceptual hash), so memory stays flat however many photos there are.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import multiprocessing
@@ -57,9 +58,9 @@ class Skipped:
     reason: str
 
 
-def decode_one(task: tuple[int, str, str, PrepareSettings]) -> Decoded | Skipped:
-    """Check photo ``path``; write what is kept to ``out/<index><suffix>`` and describe it."""
-    index, path, out, settings = task
+def decode_one(task: tuple[int, str], out: str, settings: PrepareSettings) -> Decoded | Skipped:
+    """Check photo ``task = (index, path)``; write what is kept to ``out/<index><suffix>`` and describe it."""
+    index, path = task
     result = check_image(Path(path), settings)
     if isinstance(result, Rejected):
         return Skipped(index, result.reason)
@@ -127,8 +128,8 @@ def decode_all(
     paths: Iterable[str], total: int, out: Path, settings: PrepareSettings, workers: int = 0, desc: str = "import"
 ) -> Iterator[Decoded | Skipped]:
     """Decode the ``total`` photos at ``paths`` into ``out`` (see :func:`decode_one`), in the order they finish."""
-    tasks = ((index, path, str(out), settings) for index, path in enumerate(paths))
-    return parallel_map(decode_one, tasks, total, workers, desc)
+    decode = functools.partial(decode_one, out=str(out), settings=settings)  # sent once a chunk, not once a photo
+    return parallel_map(decode, enumerate(paths), total, workers, desc)
 
 
 def hash_one(task: tuple[int, str]) -> tuple[int, tuple[int, int]]:
