@@ -37,7 +37,7 @@ from rich.table import Table
 from image_classifier.bench.accuracy import accuracy_plan, accuracy_record, print_accuracy_table
 from image_classifier.bench.imports import import_records, print_import_table
 from image_classifier.errors import UserError, report_user_errors
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 REPORT_NAME = "bench.json"
@@ -122,7 +122,7 @@ def compose(overrides: list[str]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from image_classifier.runtime import config_dir
+    from image_classifier.config.entry import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose("train", overrides=[*overrides, "logger=none"])
