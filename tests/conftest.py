@@ -18,8 +18,8 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from image_classifier.config.entry import config_dir
 from image_classifier.data.shapes import ShapesSpec, generate_shapes
-from image_classifier.runtime import config_dir
 from tests.helpers.ci_skips import pytest_runtest_makereport  # noqa: F401 (the hook, registered by its name here)
 from tests.helpers.tools import require_shared_data
 

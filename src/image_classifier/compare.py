@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from image_classifier.checkpoint import load_bundle
 from image_classifier.errors import UserError, report_user_errors
 from image_classifier.model import count_parameters
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun``: process group, rank helpers, samplers, reductions, one run dir per job.
+"""Data-parallel training under ``torchrun``: process group, rank helpers, the model's wrapper, reductions, gathering.
 
 Every helper is a no-op in a plain single-process run, so the training code reads the same either way.
 """
@@ -7,29 +7,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import itertools
 import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from image_classifier import process_group
-from image_classifier.errors import ConfigError, UserError, report_user_errors
+from image_classifier.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_SETUP_TIMEOUT_S = 60.0
-_launch_times: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -175,30 +171,6 @@ def broadcast_object(value: Any) -> Any:
     return box[0]
 
 
-@report_user_errors  # inside a resolver, a set-up error would reach the user as Hydra's traceback
-def launch_time(pattern: str, _root_: Any = None) -> str:
-    """The job's start time formatted with ``pattern``: under torchrun, rank 0's clock, read once and shared.
-
-    The ``${launch_time:...}`` resolver in ``hydra.run.dir``: with Hydra's ``${now:...}`` each rank would read its
-    own clock and create its own run dir.
-    """
-    if not launched():
-        return datetime.now().strftime(pattern)
-    if pattern not in _launch_times:
-        init_distributed(
-            float(OmegaConf.select(_root_, "trainer.dist_timeout_s", default=DEFAULT_TIMEOUT_S)),
-            float(OmegaConf.select(_root_, "trainer.dist_setup_timeout_s", default=DEFAULT_SETUP_TIMEOUT_S)),
-        )
-        _launch_times[pattern] = broadcast_object(datetime.now().strftime(pattern))
-    return _launch_times[pattern]
-
-
-def register_resolvers() -> None:
-    """Make ``${launch_time:PATTERN}`` available to the configs."""
-    if not OmegaConf.has_resolver("launch_time"):
-        OmegaConf.register_new_resolver("launch_time", launch_time)
-
-
 def per_rank_batch_size(global_batch_size: int) -> int:
     """``data.batch_size`` is the global batch: split it evenly over the ranks."""
     world = topology().world_size
@@ -230,64 +202,6 @@ def wrap_model(
         [device.index if device.index is not None else topology().local_rank] if device.type == "cuda" else None
     )
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
-
-
-class ResumableSampler(Sampler[int]):
-    """The training order: each rank's shard of a permutation drawn from ``seed`` and the epoch alone, so a resumed
-    run draws it again; after :meth:`start_at` the next pass begins part-way through it.
-
-    The next pass skips the first ``start`` indices of the epoch's shard (the skipped samples are never loaded);
-    later passes are whole. ``len()`` counts what the next pass yields.
-    """
-
-    def __init__(self, dataset: Any, seed: int, world_size: int = 1, rank: int = 0) -> None:
-        self.shard: DistributedSampler[Any] = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=True
-        )
-        self.start = 0
-
-    def start_at(self, start: int) -> None:
-        self.start = start
-
-    def set_epoch(self, epoch: int) -> None:
-        self.shard.set_epoch(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        start, self.start = self.start, 0
-        return itertools.islice(iter(self.shard), start, None)
-
-    def __len__(self) -> int:
-        return max(0, len(self.shard) - self.start)
-
-
-def sampler_for(dataset: Any, training: bool, seed: int) -> Sampler[int] | None:
-    """The sampler of a split's loader.
-
-    Training: a :class:`ResumableSampler`, reshuffled every epoch (:func:`set_epoch`), this rank's shard under
-    torchrun. Evaluation: a non-shuffling DistributedSampler under torchrun, else None (in order).
-    """
-    here = topology() if is_initialized() else Topology()
-    if training:
-        return ResumableSampler(dataset, seed, here.world_size, here.rank)
-    if here.world_size == 1:
-        return None
-    return DistributedSampler(dataset, num_replicas=here.world_size, rank=here.rank, shuffle=False)
-
-
-def set_epoch(loaders: Mapping[str, DataLoader], epoch: int) -> None:
-    """Reshuffle every training sampler (and DistributedSampler) for ``epoch``: each epoch has its own order."""
-    for loader in loaders.values():
-        if isinstance(loader.sampler, (DistributedSampler, ResumableSampler)):
-            loader.sampler.set_epoch(epoch)
-
-
-def start_at_batch(loader: DataLoader, batch: int) -> None:
-    """Make the next pass over the training ``loader`` begin with its ``batch``-th batch (0: the first)."""
-    if batch == 0:
-        return
-    if not isinstance(loader.sampler, ResumableSampler):
-        raise TypeError("Only a loader with a ResumableSampler can start inside an epoch.")
-    loader.sampler.start_at(batch * cast(int, loader.batch_size))
 
 
 def mean_over_ranks(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -21,9 +21,9 @@ import numpy as np
 from PIL import Image
 from scipy import stats
 
-from image_classifier.api.monitoring import image_stats
 from image_classifier.atomic import write_text_atomic
 from image_classifier.errors import DataError, report_user_errors
+from image_classifier.image_stats import image_stats
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FEATURES = ("width", "height", "aspect", "brightness", "contrast", "red", "green", "blue", "saturation")

@@ -21,9 +21,9 @@ from omegaconf import DictConfig, open_dict
 
 from image_classifier.atomic import write_text_atomic
 from image_classifier.config.checks import check_train_config
-from image_classifier.config.entry import check_composes
+from image_classifier.config.entry import check_composes, config_dir
 from image_classifier.errors import ConfigError, report_user_errors
-from image_classifier.runtime import config_dir, project_root
+from image_classifier.project import project_root
 from image_classifier.training.profiling import StepProfile, profile_steps
 from image_classifier.training.recipe import TrainingRun
 

@@ -1,4 +1,4 @@
-"""Process-level set-up: project root, device choice, seeding, one-line error reporting, stopping children."""
+"""Process-level set-up: device choice, precision, seeding, stopping children."""
 
 from __future__ import annotations
 
@@ -6,35 +6,14 @@ import logging
 import os
 import random
 import subprocess
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from image_classifier.config.schema import register_schemas
-from image_classifier.distributed import register_resolvers
 from image_classifier.errors import ConfigError
 
 log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def project_root() -> Path:
-    """The directory holding ``configs/``: ``$PROJECT_ROOT``, the source checkout, or the cwd."""
-    if "PROJECT_ROOT" in os.environ:
-        return Path(os.environ["PROJECT_ROOT"]).resolve()
-    checkout = Path(__file__).resolve().parents[2]
-    return checkout if (checkout / "configs").is_dir() else Path.cwd().resolve()
-
-
-def config_dir() -> str:
-    """The ``configs/`` directory, with the resolvers and schemas its files use registered."""
-    os.environ.setdefault("PROJECT_ROOT", str(project_root()))
-    register_resolvers()
-    register_schemas()
-    return str(project_root() / "configs")
 
 
 def select_device(name: str) -> torch.device:

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from image_classifier.atomic import atomic_path
 from image_classifier.errors import ConfigError, report_user_errors
 from image_classifier.hashing import sha256_file
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 LINEAGE_KEY = "pretrained_weights"  # where a bundle's lineage holds the provenance record of its starting weights
 INSTALL_HINT = 'pip install -e ".[weights]"'

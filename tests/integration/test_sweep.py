@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from wandb.proto import wandb_internal_pb2 as pb
 
-from image_classifier.runtime import config_dir
+from image_classifier.config.entry import config_dir
 from tests.conftest import REPO_ROOT, TINY_OVERRIDES
 from tests.helpers.wandb_records import _chunks
 

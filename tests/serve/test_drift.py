@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageOps
 
-from image_classifier.api.monitoring import image_stats
 from image_classifier.data.layout import PreparedDataset
 from image_classifier.drift import main
+from image_classifier.image_stats import image_stats
 from tests.serve.conftest import Server
 
 

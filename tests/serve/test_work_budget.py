@@ -16,7 +16,7 @@ from PIL import Image
 
 from image_classifier.api.admission import Admission, Overloaded
 from image_classifier.api.images import ImageLimits, ImageRejected, prepare_request
-from image_classifier.api.monitoring import image_stats
+from image_classifier.image_stats import image_stats
 from tests.serve.conftest import Server, png_bytes, start_server, stop_server
 
 

@@ -14,16 +14,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from image_classifier.config.resolvers import launch_time
 from image_classifier.data.loaders import resolve_num_workers
-from image_classifier.distributed import (
-    launch_time,
-    mean_over_ranks,
-    per_rank_batch_size,
-    sampler_for,
-    set_epoch,
-    start_at_batch,
-    wrap_model,
-)
+from image_classifier.data.samplers import sampler_for, set_epoch, start_at_batch
+from image_classifier.distributed import mean_over_ranks, per_rank_batch_size, wrap_model
 from image_classifier.errors import ConfigError
 from image_classifier.training.engine import predict
 from image_classifier.training.optim import optimizer_kwargs, scaled_lr

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from image_classifier.api.monitoring import image_stats
+from image_classifier.image_stats import image_stats
 
 # Formats Pillow may open; anything else is rejected before a decoder runs.
 FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "GIF", "WEBP", "TIFF")
@@ -149,7 +149,7 @@ def prepare_request(
 ) -> list[tuple[np.ndarray, dict[str, float]]]:
     """Every upload's header checked against ``limits`` (each image's, then the request's total), and only then
     each decoded, resized and cropped by ``pixels``: its uint8 input array and (``with_stats``) its statistics,
-    computed on a bounded thumbnail (:func:`~image_classifier.api.monitoring.image_stats`)."""
+    computed on a bounded thumbnail (:func:`~image_classifier.image_stats.image_stats`)."""
     opened = [open_checked(data, name, limits) for name, data in uploads]
     check_request_pixels(opened, limits.max_request_pixels)
     prepared = []

@@ -1,20 +1,15 @@
-"""Prometheus metrics, input statistics, and the prediction log (JSON lines of input statistics and outputs)."""
+"""Prometheus metrics, and the prediction log (JSON lines of input statistics and outputs)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 
-# The long side, in pixels, of the thumbnail that input statistics are measured on.
-STATS_SIDE = 256
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -56,34 +51,6 @@ class ServiceMetrics:
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
-
-
-def stats_thumbnail(image: Image.Image, side: int = STATS_SIDE) -> Image.Image:
-    """``image`` box-averaged by a whole factor until its long side is at most ``side`` (itself when it already is):
-    what :func:`image_stats` measures, so that its cost and memory do not grow with the image."""
-    factor = math.ceil(max(image.size) / side)
-    return image.reduce(factor) if factor > 1 else image
-
-
-def image_stats(image: Image.Image) -> dict[str, float]:
-    """Size, brightness, contrast, channel means and saturation of an RGB image (values in 0..1): what the
-    prediction log records per input, and what :mod:`image_classifier.drift` compares with the training data.
-    The size is the image's; the rest is measured on its :func:`stats_thumbnail`."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    pixels = np.asarray(stats_thumbnail(rgb), dtype=np.float32) / 255.0
-    gray = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    width, height = image.size
-    return {
-        "width": float(width),
-        "height": float(height),
-        "aspect": width / height,
-        "brightness": float(gray.mean()),
-        "contrast": float(gray.std()),
-        "red": float(pixels[..., 0].mean()),
-        "green": float(pixels[..., 1].mean()),
-        "blue": float(pixels[..., 2].mean()),
-        "saturation": float((pixels.max(axis=2) - pixels.min(axis=2)).mean()),
-    }
 
 
 class PredictionLog:

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from image_classifier.errors import UserError
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 from image_classifier.subprocesses import last_line
 
 ACCURACY_TOLERANCE = 0.01

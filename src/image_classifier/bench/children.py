@@ -12,7 +12,7 @@ from typing import Any
 
 from image_classifier.bench.cases import Case
 from image_classifier.errors import UserError
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 from image_classifier.subprocesses import failure_reason, run_checked
 
 
@@ -21,7 +21,7 @@ def compose(overrides: list[str]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from image_classifier.runtime import config_dir
+    from image_classifier.config.entry import config_dir
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return hydra_compose("train", overrides=[*overrides, "logger=none"])

@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from image_classifier.bench.record import BenchRecord
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 
 def serve_record(report: dict[str, Any], result: dict[str, Any]) -> BenchRecord:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from image_classifier.bench.record import BenchRecord
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 FIRST_STEP_MARK = b"loss="
 STARTUP_GOAL_S = 2.0

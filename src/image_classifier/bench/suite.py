@@ -30,7 +30,7 @@ from image_classifier.bench.cases import Case
 from image_classifier.bench.children import prepare_dataset, run_case, warm_cache
 from image_classifier.bench.runner import BenchOptions, run
 from image_classifier.errors import report_user_errors
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 

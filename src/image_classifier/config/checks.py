@@ -2,7 +2,8 @@
 
 Types are checked earlier, by the schemas (:mod:`image_classifier.config.schema`) as Hydra composes;
 here are the ranges, the choices, the names timm must know, the monitored metric and the file paths.
-All of it runs before data preparation or model creation.
+All of it runs before data preparation or model creation. The domain modules answer for their own names
+(datasets, models, metrics, optimizers); they load torch and timm, so each check imports the one it asks.
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from image_classifier.data.sources import KNOWN_DATASETS, is_known_dataset
 from image_classifier.errors import ConfigError
-from image_classifier.metrics import headline_metric_names
-from image_classifier.model import OFFLINE_WEIGHTS, check_model_name
-from image_classifier.training import optim
+from image_classifier.precision import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 AUGMENT_DEVICES = ("auto", "cuda", "workers")
 RE_MODES = ("pixel", "rand", "const")  # timm RandomErasing fills
 MIXUP_MODES = ("batch", "pair", "elem")
@@ -76,6 +73,8 @@ def _range_pair(cfg: DictConfig, key: str, low: float, high: float | None) -> No
 
 def check_data(cfg: DictConfig) -> None:
     """``data.*``: the dataset's name, sizes, loader settings and augmentation."""
+    from image_classifier.data.sources import KNOWN_DATASETS, is_known_dataset
+
     name, prepare = _value(cfg, "data.name"), _value(cfg, "data.prepare")
     if not is_known_dataset(str(name), prepare):
         known = ", ".join(KNOWN_DATASETS)
@@ -101,6 +100,8 @@ def check_data(cfg: DictConfig) -> None:
 
 def check_model(cfg: DictConfig) -> None:
     """``model.*``: a name timm (or the baseline) knows, dropout rates and the weight source."""
+    from image_classifier.model import OFFLINE_WEIGHTS, check_model_name
+
     check_model_name(str(cfg.model.name))
     _fraction(cfg, "model.drop_rate", below_one=True)
     _fraction(cfg, "model.drop_path_rate", below_one=True, optional=True)
@@ -111,6 +112,8 @@ def check_model(cfg: DictConfig) -> None:
 
 def check_optimization(cfg: DictConfig) -> None:
     """``optimizer.*`` and ``scheduler.*``: ranges, and settings timm's factories accept."""
+    from image_classifier.training import optim
+
     lr = _value(cfg, "optimizer.lr")
     if lr is None or lr <= 0:
         raise _fail("optimizer.lr", lr, "must be positive.")
@@ -125,6 +128,8 @@ def check_optimization(cfg: DictConfig) -> None:
 
 def monitorable_metrics(num_classes: int | None = None) -> list[str]:
     """The per-epoch metrics ``trainer.monitor`` can name (top-k only for more than k classes, when known)."""
+    from image_classifier.metrics import headline_metric_names
+
     return ["train/loss", "train/accuracy", *(f"val/{name}" for name in headline_metric_names(num_classes))]
 
 

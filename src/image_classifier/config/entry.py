@@ -3,7 +3,8 @@
 Hydra reports a bad override (a wrong type, a misspelt key, an unknown option) in several lines after
 it has set up the run. :func:`hydra_entry` composes the command line's overrides once beforehand and
 turns such an error into one line naming the key, the value and what is valid; errors raised by the
-task itself (:class:`~image_classifier.errors.UserError`) are one line too.
+task itself (:class:`~image_classifier.errors.UserError`) are one line too. :func:`config_dir` is the
+``configs/`` directory, ready for Hydra.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +23,18 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from image_classifier.config.resolvers import register_resolvers
+from image_classifier.config.schema import register_schemas
 from image_classifier.errors import ConfigError, report_user_errors
-from image_classifier.runtime import config_dir
+from image_classifier.project import project_root
+
+
+def config_dir() -> str:
+    """The ``configs/`` directory, with the resolvers and schemas its files use registered."""
+    os.environ.setdefault("PROJECT_ROOT", str(project_root()))
+    register_resolvers()
+    register_schemas()
+    return str(project_root() / "configs")
 
 
 def describe_composition_error(error: BaseException) -> str:

@@ -10,7 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from image_classifier.data.sources import Source
 from image_classifier.errors import ConfigError
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 
 def default_config(name: str) -> Path:

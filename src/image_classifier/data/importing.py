@@ -21,7 +21,7 @@ from image_classifier.data.sources.user import ImportSettings
 from image_classifier.data.sources.user_names import check_dataset_name
 from image_classifier.data.user_config import imported_from, read_data_config, write_data_config
 from image_classifier.errors import ConfigError, DataError
-from image_classifier.runtime import project_root
+from image_classifier.project import project_root
 
 WARNINGS_SHOWN = 10
 

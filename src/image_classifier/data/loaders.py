@@ -14,8 +14,9 @@ from torchvision.datasets import ImageFolder
 
 from image_classifier.data.cache import CachedImages, cached_split
 from image_classifier.data.layout import SPLITS, PreparedDataset, load_prepared_dataset, prepared_dir
+from image_classifier.data.samplers import sampler_for
 from image_classifier.data.sources import prepare_if_needed, source_named
-from image_classifier.distributed import per_rank_batch_size, sampler_for, topology
+from image_classifier.distributed import per_rank_batch_size, topology
 from image_classifier.errors import DataError
 from image_classifier.preprocess import eval_transform
 

@@ -13,8 +13,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from image_classifier.distributed import gather_predictions, is_main
+from image_classifier.precision import AUTOCAST_DTYPES
 
-PRECISIONS: dict[str, torch.dtype | None] = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+PRECISIONS: dict[str, torch.dtype | None] = {
+    name: None if dtype is None else getattr(torch, dtype) for name, dtype in AUTOCAST_DTYPES.items()
+}
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:

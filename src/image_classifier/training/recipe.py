@@ -23,6 +23,7 @@ from image_classifier.atomic import write_text_atomic
 from image_classifier.checkpoint import Bundle, git_commit, library_versions, save_bundle
 from image_classifier.config.checks import check_monitor
 from image_classifier.data.loaders import DataLoaders, build_dataloaders, open_dataset, split_loader
+from image_classifier.data.samplers import set_epoch, start_at_batch
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.model import (
     create_model,
@@ -31,8 +32,9 @@ from image_classifier.model import (
     model_kwargs,
     weights_provenance,
 )
+from image_classifier.project import project_root
 from image_classifier.reporting import print_metrics_table, write_metrics
-from image_classifier.runtime import project_root, seed_everything, select_device, usable_precision
+from image_classifier.runtime import seed_everything, select_device, usable_precision
 from image_classifier.training.engine import EpochTotals, StepState, predict, train_one_epoch
 from image_classifier.training.finetune import (
     apply_head_warmup,
@@ -251,8 +253,8 @@ class TrainingRun:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training split, then validation (of the EMA weights too); the epoch's metrics."""
         trainer, loaders = self.cfg.trainer, self.data.loaders
-        dist.set_epoch(loaders, epoch)
-        dist.start_at_batch(loaders["train"], self.progress.batch)  # resumed from a checkpoint inside the epoch
+        set_epoch(loaders, epoch)
+        start_at_batch(loaders["train"], self.progress.batch)  # resumed from a checkpoint inside the epoch
         apply_head_warmup(self.model, epoch, trainer.head_warmup_epochs)
         train_metrics, self.progress.step = train_one_epoch(
             self.train_model, loaders["train"], self.loss_fn, self.optimizer, self.scheduler, self.scaler,
