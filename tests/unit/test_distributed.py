@@ -25,7 +25,7 @@ from image_classifier.distributed import (
     wrap_model,
 )
 from image_classifier.errors import ConfigError
-from image_classifier.training.engine import predict
+from image_classifier.prediction import predict
 from image_classifier.training.optim import optimizer_kwargs, scaled_lr
 from tests.helpers import lost_peer
 
