@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -286,8 +287,8 @@ class TrainingRun:
         self.progress.step = state.step
         if state.step % trainer.log_every_n_steps == 0:
             self.tracker.log({"train/loss_step": state.loss, "train/lr": state.lr}, step=state.step)
-        epoch, history = self.progress.next_epoch - 1, self.progress.history  # the last complete epoch
-        last = lambda: self.last_bundle(epoch, history[-1] if history else {})  # noqa: E731
+        history = self.progress.history
+        last = partial(self.last_bundle, self.progress.next_epoch - 1, history[-1] if history else {})
         self.checkpoints.save_within_epoch(state.step, state.batch, state.batches, last)
 
     def validate(self, net: nn.Module, prefix: str) -> dict[str, float]:
@@ -302,8 +303,8 @@ class TrainingRun:
         if self.stopper.observe(metrics[self.monitor.name]):
             log.info("Early stopping after epoch %d: %s", epoch, self.stopper.reason)
         best_weights = self.ema.module if self.ema is not None else self.model
-        best = lambda: self.bundle(metrics, epoch, best_weights)  # noqa: E731
-        self.checkpoints.save(epoch, metrics, last=lambda: self.last_bundle(epoch, metrics), best=best)
+        best = partial(self.bundle, metrics, epoch, best_weights)
+        self.checkpoints.save(epoch, metrics, last=partial(self.last_bundle, epoch, metrics), best=best)
 
     def last_bundle(self, epoch: int, metrics: dict[str, float]) -> Bundle:
         """The weights and training state after ``epoch``, the last complete one, and inside an epoch its batches
