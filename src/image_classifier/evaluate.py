@@ -13,13 +13,12 @@ from omegaconf import DictConfig
 from image_classifier.checkpoint import load_bundle
 from image_classifier.config.checks import check_evaluate_config
 from image_classifier.config.entry import hydra_entry
-from image_classifier.data.loaders import open_dataset, split_loader
-from image_classifier.errors import CheckpointError
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.plots import plot_confusion_matrix
+from image_classifier.prediction import predict
 from image_classifier.reporting import print_metrics_table, print_per_class_table, write_metrics
+from image_classifier.run_parts import bundle_run_parts
 from image_classifier.runtime import select_device
-from image_classifier.training.engine import predict
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +27,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Evaluate a bundle on one split; writes metrics.json, predictions.csv and the confusion matrix."""
     check_evaluate_config(cfg)
     bundle = load_bundle(cfg.checkpoint)
-    dataset = open_dataset(cfg.data)
-    if dataset.classes != bundle.classes:
-        raise CheckpointError(
-            f"The checkpoint's classes {bundle.classes} do not match {cfg.data.name}'s classes {dataset.classes}."
-        )
     device = select_device(cfg.trainer.device)
+    parts = bundle_run_parts(cfg, bundle, device)
     output_dir = Path(cfg.paths.output_dir)
-    loader = split_loader(cfg.data, dataset, cfg.split, bundle.data_config, seed=cfg.trainer.seed, device=device)
-    model = bundle.build_model().to(device)
+    loader = parts.loader(cfg.split)
+    model = parts.model.to(device)
     logits, targets = predict(model, loader, device=device, precision=str(cfg.trainer.precision), desc=cfg.split)
 
     metrics = classification_metrics(logits, targets, bundle.classes)

@@ -81,10 +81,7 @@ def report(result: StepProfile, out: Path) -> str:
 def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     out = (args.out or project_root() / "outputs" / "profile" / time.strftime("%Y-%m-%d_%H-%M-%S")).resolve()
-    run = TrainingRun(profile_config(overrides, out))
-    run.setup_runtime()
-    run.setup_data_and_model()
-    run.setup_optimization()
+    run = TrainingRun(profile_config(overrides, out))  # set up as train sets it up
     result = profile_steps(run, out / "trace", active=args.steps, warmup=args.warmup, wait=args.wait, top=args.top)
     print(report(result, out))
 

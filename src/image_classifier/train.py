@@ -6,13 +6,13 @@ from omegaconf import DictConfig
 
 from image_classifier.config.checks import check_train_config
 from image_classifier.config.entry import hydra_entry
-from image_classifier.training.recipe import TrainingRun
+from image_classifier.training.recipe import run_training
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Check every setting, then run the recipe: set up, fit, test the best weights, publish. Flat metrics."""
     check_train_config(cfg)
-    return TrainingRun(cfg).run()
+    return run_training(cfg)
 
 
 @hydra_entry("train")

@@ -39,10 +39,12 @@ class OfflineRun:
     history_keys: set[str] = field(default_factory=set)
     artifacts: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = ""
+    exit_code: int | None = None
+    """From the run's exit record, which ``run.finish()`` writes; None while the run is not finished."""
 
 
 def read_offline_run(run_dir: Path) -> OfflineRun:
-    """Config keys, history keys and artifacts of the single offline run under ``run_dir/wandb``."""
+    """Config keys, history keys, artifacts and exit code of the single offline run under ``run_dir/wandb``."""
     (log_file,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     run = OfflineRun()
     for raw in _chunks(log_file.read_bytes()):
@@ -58,4 +60,6 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
             run.history_keys |= {item.key or "/".join(item.nested_key) for item in record.history.item}
         elif kind == "artifact":
             run.artifacts.append((record.artifact.name, record.artifact.type))
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
     return run

@@ -77,21 +77,11 @@ def prepare_dataset(overrides: list[str]) -> None:
     open_dataset(compose(overrides).data)
 
 
-def build_training_loaders(cfg: Any) -> Any:
-    """A training run's set-up from ``cfg``: dataset, model, its evaluation data config, and the loaders
-    (building the dataset's cache as training does)."""
-    import torch
-
-    from image_classifier.data.loaders import build_dataloaders, open_dataset
-    from image_classifier.model import create_model, eval_data_config, model_kwargs
-
-    dataset = open_dataset(cfg.data)
-    model = create_model(cfg.model.name, num_classes=len(dataset.classes), **model_kwargs(cfg.model))
-    data_config = eval_data_config(model, cfg.data)  # as the training run sizes its loaders
-    return build_dataloaders(cfg.data, dataset, data_config, seed=cfg.trainer.seed, device=torch.device("cpu"))
-
-
 def warm_cache(overrides: list[str]) -> None:
     """In the child: prepare the dataset and build the loaders training builds (so the cache exists before any
     run is timed)."""
-    build_training_loaders(compose(overrides))
+    import torch
+
+    from image_classifier.run_parts import build_run_parts
+
+    build_run_parts(compose(overrides), torch.device("cpu"), weights=False).loaders()

@@ -1,9 +1,9 @@
-"""The epoch loops shared by training and evaluation."""
+"""The training loop: one epoch of optimizer steps (validation runs :func:`image_classifier.prediction.predict`)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -12,20 +12,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from image_classifier.distributed import gather_predictions, is_main
-from image_classifier.precision import AUTOCAST_DTYPES
-
-PRECISIONS: dict[str, torch.dtype | None] = {
-    name: None if dtype is None else getattr(torch, dtype) for name, dtype in AUTOCAST_DTYPES.items()
-}
-
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
-    """``torch.autocast`` for a mixed precision, a no-op for ``32``."""
-    dtype = PRECISIONS[str(precision)]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+from image_classifier.distributed import is_main
+from image_classifier.prediction import autocast, device_batches
 
 
 @dataclass
@@ -57,17 +45,6 @@ class EpochTotals:
 
     def means(self) -> dict[str, float]:
         return {"loss": self.loss / max(self.samples, 1), "accuracy": self.correct / max(self.samples, 1)}
-
-
-def _batches(
-    loader: DataLoader, device: torch.device, channels_last: bool
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    for images, targets in loader:
-        yield (
-            images.to(device, non_blocking=True, memory_format=memory_format),
-            targets.to(device, non_blocking=True),
-        )
 
 
 def train_one_epoch(
@@ -106,7 +83,7 @@ def train_one_epoch(
     totals = totals if totals is not None else EpochTotals()
     first = totals.batches
     length = first + len(loader)
-    batches = _batches(loader, device, channels_last)
+    batches = device_batches(loader, device, channels_last)
     progress = tqdm(batches, total=length, initial=first, desc=f"epoch {epoch}", leave=False, disable=not is_main())
     optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(progress, start=first):
@@ -169,25 +146,3 @@ def _gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextMa
     that ends an accumulation (``sync``): ``no_sync`` for the others. Nothing for a plain module."""
     no_sync = getattr(model, "no_sync", None)
     return no_sync() if not sync and callable(no_sync) else contextlib.nullcontext()
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    *,
-    device: torch.device,
-    precision: str,
-    channels_last: bool = False,
-    desc: str = "predict",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (float32, on the CPU) and targets for every sample of ``loader``, in order."""
-    model.eval()
-    all_logits, all_targets = [], []
-    batches = _batches(loader, device, channels_last)
-    for images, targets in tqdm(batches, total=len(loader), desc=desc, leave=False, disable=not is_main()):
-        with autocast(device, precision):
-            logits = model(images)
-        all_logits.append(logits.float().cpu())
-        all_targets.append(targets.cpu())
-    return gather_predictions(torch.cat(all_logits), torch.cat(all_targets), loader)

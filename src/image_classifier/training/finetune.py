@@ -44,11 +44,16 @@ def build_loss(label_smoothing: float, mixup: Mixup | None) -> nn.Module:
     return SoftTargetCrossEntropy() if mixup is not None else nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
 
+def ema_enabled(trainer_cfg: Any) -> bool:
+    """Whether ``trainer.ema.enabled``: the EMA weights are then the run's result."""
+    return bool((trainer_cfg.get("ema") or {}).get("enabled"))
+
+
 def build_ema(trainer_cfg: Any, model: nn.Module) -> ModelEmaV3 | None:
     """timm's ModelEmaV3 of ``model`` when ``trainer.ema.enabled``."""
-    cfg = trainer_cfg.get("ema") or {}
-    if not cfg.get("enabled"):
+    if not ema_enabled(trainer_cfg):
         return None
+    cfg = trainer_cfg.get("ema")
     return ModelEmaV3(model, decay=float(cfg.get("decay", 0.9998)), use_warmup=bool(cfg.get("warmup", True)))
 
 
@@ -85,3 +90,10 @@ def freeze_batchnorm_statistics(model: nn.Module) -> int:
 def ema_metric_name(name: str) -> str:
     """The EMA weights' counterpart of a validation metric: ``val/accuracy`` -> ``val_ema/accuracy``."""
     return name.replace("val/", "val_ema/", 1) if name.startswith("val/") else name
+
+
+def monitored_metric(trainer_cfg: Any) -> str:
+    """The metric that picks ``best.pt``: ``trainer.monitor`` (``val/accuracy`` when unset), of the EMA weights
+    when EMA is on (they are then monitored, kept and tested)."""
+    name = str(trainer_cfg.get("monitor") or "val/accuracy")
+    return ema_metric_name(name) if ema_enabled(trainer_cfg) else name

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from image_classifier.errors import ConfigError
-from image_classifier.training.engine import predict
+from image_classifier.prediction import predict
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from image_classifier.atomic import write_text_atomic
 from image_classifier.checkpoint import Bundle, load_bundle
-from image_classifier.training.finetune import ema_metric_name
+from image_classifier.training.finetune import monitored_metric
 from image_classifier.weights import LINEAGE_KEY
 
 CARD_NAME = "model_card.md"
@@ -118,8 +118,7 @@ def render_model_card(bundle: Bundle, data_summary: dict[str, Any] | None = None
     lineage, versions = bundle.lineage, bundle.versions
     run_dir = lineage.get("run_dir")
     trainer = bundle.config.get("trainer", {})
-    monitor = trainer.get("monitor", "val/accuracy")
-    monitor = ema_metric_name(monitor) if (trainer.get("ema") or {}).get("enabled") else monitor
+    monitor = monitored_metric(trainer)
     sections = [
         f"# Model card: {bundle.model_name} on {dataset}",
         f"{bundle.model_name} {_weights_source(bundle.config, lineage)}, best: {_best_epoch(bundle.epoch)} "

@@ -23,7 +23,7 @@ from torch.autograd.profiler_util import FunctionEventAvg
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 from torch.utils.data import DataLoader
 
-from image_classifier.training.engine import autocast
+from image_classifier.prediction import autocast
 
 if TYPE_CHECKING:
     from image_classifier.training.recipe import TrainingRun

@@ -6,26 +6,20 @@ plain Python values, so the bundle still loads with ``torch.load(weights_only=Tr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import random
-import threading
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from image_classifier.checkpoint import Bundle, load_bundle, save_bundle
 from image_classifier.errors import CheckpointError
 from image_classifier.training.engine import EpochTotals
 from image_classifier.training.monitor import EarlyStopping, Monitor
 
 log = logging.getLogger(__name__)
-
-LAST_CHECKPOINT = Path("checkpoints") / "last.pt"
 
 
 def capture_rng(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -65,42 +59,6 @@ def gather_rank_states(loader_generator: torch.Generator | None, totals: EpochTo
     states: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(states, state)
     return states
-
-
-def find_resume_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
-    """The ``last.pt`` that ``trainer.resume`` names.
-
-    ``null`` starts fresh; ``auto`` continues from ``<run_dir>/checkpoints/last.pt`` when the
-    run dir (``hydra.run.dir``) has one, else starts fresh, so re-running the same command
-    with a fixed run dir continues an interrupted run; any other value is a path that must exist.
-    """
-    if resume in (None, "", False):
-        return None
-    if str(resume) == "auto":
-        candidate = run_dir / LAST_CHECKPOINT
-        if candidate.is_file():
-            return candidate
-        log.info("trainer.resume=auto: no %s yet, starting a fresh run", candidate)
-        return None
-    path = Path(str(resume)).expanduser()
-    if path.is_dir():
-        path = path / LAST_CHECKPOINT
-    if not path.is_file():
-        raise CheckpointError(f"trainer.resume={resume}: no checkpoint at {path} (give a last.pt, a run dir, or auto).")
-    return path
-
-
-def load_resume_bundle(path: Path, model_name: str, classes: list[str]) -> Bundle:
-    """Load ``path`` and check that it can continue this run."""
-    bundle = load_bundle(path)
-    if not bundle.training_state:
-        raise CheckpointError(f"{path} holds no training state to resume from (resume from a last.pt).")
-    if bundle.model_name != model_name or list(bundle.classes) != list(classes):
-        raise CheckpointError(
-            f"{path} was trained as {bundle.model_name} on {len(bundle.classes)} classes; "
-            f"this run is {model_name} on {len(classes)} classes."
-        )
-    return bundle
 
 
 @dataclass
@@ -150,7 +108,9 @@ class Resumable:
         }
 
     def load_state_dict(self, state: dict[str, Any], rank: int = 0) -> Progress:
-        """Restore every component; returns where the loop continues, with this rank's sums of the epoch."""
+        """Restore every component, then this rank's RNG streams (the training loader's generator among them);
+        returns where the loop continues, with this rank's sums of the epoch. Call it right before the first batch,
+        so that nothing set up in between draws from the restored streams."""
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -167,71 +127,12 @@ class Resumable:
                 "with other shards (not an exact resume)", len(ranks), _world_size(), state["next_epoch"], batch
             )  # fmt: skip
         totals = EpochTotals(**ranks[rank]) if batch and rank < len(ranks) else EpochTotals(batches=batch)
-        return Progress(state["next_epoch"], state["step"], list(state["history"]), totals)
-
-    def restore_rng(self, state: dict[str, Any], rank: int = 0) -> None:
-        """This rank's RNG streams, the training loader's generator among them."""
         rng = state["rng"]
         if rank >= len(rng):
             log.warning("last.pt holds RNG states for %d processes; rank %d starts from rank 0's", len(rng), rank)
         restore_rng(rng[rank] if rank < len(rng) else rng[0], self.loader_generator)
+        return Progress(state["next_epoch"], state["step"], list(state["history"]), totals)
 
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-class CheckpointWriter:
-    """Writes bundles in a background thread, in order, from copies taken when they are handed over.
-
-    The training loop waits only for the copy (and for a write still in progress when the next one comes), not for
-    serialising and syncing to disk. :meth:`wait` returns once everything handed over is on disk.
-    """
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def write(self, *bundles: tuple[Path, Bundle]) -> None:
-        """Write each ``(path, bundle)`` in turn (atomically, see :func:`save_bundle`) after the ones before."""
-        self.wait()
-        copies = [(path, _copied_bundle(bundle)) for path, bundle in bundles]
-        thread = threading.Thread(target=self._write, args=(copies,), name="checkpoint-writer")
-        thread.start()
-        self._thread = thread
-
-    def _write(self, bundles: list[tuple[Path, Bundle]]) -> None:
-        try:
-            for path, bundle in bundles:
-                save_bundle(path, bundle)
-        except BaseException as error:  # raised in the training thread by the next wait()
-            self._error = error
-
-    def wait(self) -> None:
-        """Until every bundle handed over is written (a Ctrl-C meanwhile lets it finish); re-raises a write's error."""
-        if self._thread is not None:
-            try:
-                self._thread.join()
-            except KeyboardInterrupt:
-                self._thread.join()
-                raise
-            finally:
-                self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-def _copied_bundle(bundle: Bundle) -> Bundle:
-    return Bundle(**{f.name: _copied(getattr(bundle, f.name)) for f in dataclasses.fields(bundle)})
-
-
-def _copied(value: Any) -> Any:
-    """``value`` with every dict, list and tensor copied (tensors onto the CPU): training may change the originals."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {key: _copied(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_copied(item) for item in value)
-    return value

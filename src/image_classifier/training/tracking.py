@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,7 +28,7 @@ class Tracker(Protocol):
 
     def model_artifact(self, path: Path, name: str, metadata: dict[str, Any]) -> None: ...
 
-    def finish(self) -> None: ...
+    def finish(self, exit_code: int = 0) -> None: ...
 
 
 class NullTracker:
@@ -46,7 +48,7 @@ class NullTracker:
     def model_artifact(self, path: Path, name: str, metadata: dict[str, Any]) -> None:
         pass
 
-    def finish(self) -> None:
+    def finish(self, exit_code: int = 0) -> None:
         pass
 
 
@@ -94,8 +96,8 @@ class WandbTracker:
         artifact.add_file(str(path))
         self.run.log_artifact(artifact, aliases=["best", "latest"])
 
-    def finish(self) -> None:
-        self.run.finish()
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
 
 
 def create_tracker(logger_cfg: Any, run_dir: Path, config: dict[str, Any], run_id: str | None = None) -> Tracker:
@@ -104,6 +106,18 @@ def create_tracker(logger_cfg: Any, run_dir: Path, config: dict[str, Any], run_i
     if logger_cfg.name == "wandb":
         return WandbTracker(logger_cfg, run_dir, config, run_id=run_id)
     raise ValueError(f"Unknown logger '{logger_cfg.name}'")
+
+
+@contextmanager
+def finishing(tracker: Tracker) -> Iterator[Tracker]:
+    """Finish ``tracker`` however the block ends, as failed (exit code 1) when it raises: a run that fails inside
+    a Hydra multirun leaves no W&B run open for the next job of the same process to log into."""
+    exit_code = 1
+    try:
+        yield tracker
+        exit_code = 0
+    finally:
+        tracker.finish(exit_code)
 
 
 def wandb_online() -> bool:
