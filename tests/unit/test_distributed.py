@@ -19,8 +19,8 @@ from image_classifier.data.loaders import resolve_num_workers
 from image_classifier.data.samplers import sampler_for, set_epoch, start_at_batch
 from image_classifier.distributed import mean_over_ranks, per_rank_batch_size, wrap_model
 from image_classifier.errors import ConfigError
+from image_classifier.optim import optimizer_kwargs, scaled_lr
 from image_classifier.prediction import predict
-from image_classifier.training.optim import optimizer_kwargs, scaled_lr
 from tests.helpers import lost_peer
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from image_classifier.model import create_model, model_kwargs
+from image_classifier.optim import build_optimizer
 from image_classifier.train import train
 from image_classifier.training.finetune import build_ema, build_mixup
-from image_classifier.training.optim import build_optimizer
 from tests.conftest import TINY_OVERRIDES, ComposeFn
 
 EXPERIMENTS = {"animals_v2": 10, "cifar10": 10, "cats_vs_dogs": 2}

@@ -160,7 +160,7 @@ REFERENCE_MODULES = (
     "training.checkpointing",
     "run_parts",
     "prediction",
-    "training.optim",
+    "optim",
     "training.monitor",
     "model",
     "checkpoint",

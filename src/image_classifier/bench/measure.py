@@ -25,11 +25,11 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.utils.data import DataLoader
 
+from image_classifier.optim import build_optimizer, build_scheduler
 from image_classifier.prediction import predict
 from image_classifier.run_parts import build_run_parts
 from image_classifier.runtime import seed_everything
 from image_classifier.training.engine import train_one_epoch
-from image_classifier.training.optim import build_optimizer, build_scheduler
 
 
 @dataclass

@@ -112,7 +112,7 @@ def check_model(cfg: DictConfig) -> None:
 
 def check_optimization(cfg: DictConfig) -> None:
     """``optimizer.*`` and ``scheduler.*``: ranges, and settings timm's factories accept."""
-    from image_classifier.training import optim
+    from image_classifier import optim
 
     lr = _value(cfg, "optimizer.lr")
     if lr is None or lr <= 0:

@@ -34,6 +34,7 @@ from image_classifier.data.loaders import DataLoaders, open_dataset
 from image_classifier.data.samplers import set_epoch, start_at_batch
 from image_classifier.metrics import classification_metrics, confusion_matrix
 from image_classifier.model import model_data_config, weights_provenance
+from image_classifier.optim import build_optimizer, build_scheduler
 from image_classifier.prediction import predict
 from image_classifier.project import project_root
 from image_classifier.reporting import print_metrics_table, write_metrics
@@ -52,7 +53,6 @@ from image_classifier.training.finetune import (
 from image_classifier.training.linear_probe import linear_probe
 from image_classifier.training.model_card import write_model_card
 from image_classifier.training.monitor import EarlyStopping, Monitor
-from image_classifier.training.optim import build_optimizer, build_scheduler
 from image_classifier.training.resume import Progress, Resumable, gather_rank_states
 from image_classifier.training.tracking import Tracker, create_tracker, finishing
 from image_classifier.weights import LINEAGE_KEY
