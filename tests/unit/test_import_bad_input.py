@@ -71,6 +71,10 @@ def test_non_images_hidden_files_and_thumbs_db_are_skipped_and_counted(project: 
                        "dog/Thumbs.db": "system file", ".git/": "hidden folder"}  # fmt: skip
     assert not (project.data / "raw" / "pets" / ".git").exists(), "a hidden folder is not copied"
     assert "5 skipped" in out and project.quality("pets")["skipped"]["total"] == 5
+    first = project.summary("pets")["skipped"]
+    code, out, err = run_data(project, capsys, "pets", "--force")  # prepared again from raw/pets, as dvc repro does
+    assert code == 0, err
+    assert project.summary("pets")["skipped"] == first, "what the copy left out is reported again"
 
 
 def test_class_folders_nested_deeper_than_expected(project: Project, tmp_path, capsys) -> None:

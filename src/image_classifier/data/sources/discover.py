@@ -16,6 +16,7 @@ from pathlib import Path
 from image_classifier.data.sources.packed import PackedStrings
 from image_classifier.data.sources.user_names import (
     ACCEPTED_SPLITS,
+    COPY_RECORD,
     LIST_SUFFIXES,
     folder_split_of,
     ignored_reason,
@@ -79,6 +80,8 @@ def list_folder(folder: Path) -> Listing:
     with os.scandir(folder) as scan:
         entries = sorted((entry.name, entry.is_dir(), entry.is_file()) for entry in scan)
     for name, is_folder, is_file in entries:
+        if name == COPY_RECORD:
+            continue
         reason = ignored_reason(name, is_folder)
         if reason is not None:
             listing.ignored.append((folder / name, reason, is_folder))

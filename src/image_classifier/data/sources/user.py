@@ -31,7 +31,7 @@ from image_classifier.data.sources.discover import Found, check_classes, find_ph
 from image_classifier.data.sources.photo_list import read_photo_list
 from image_classifier.data.sources.placing import INCOMING, Placement, decode_found
 from image_classifier.data.sources.raw_copy import copy_source
-from image_classifier.data.sources.user_names import LIST_SUFFIXES
+from image_classifier.data.sources.user_names import COPY_RECORD, LIST_SUFFIXES
 from image_classifier.data.sources.user_splits import check_split_sizes
 from image_classifier.errors import DataError
 
@@ -70,12 +70,17 @@ def is_import_config(prepare: Mapping[str, Any] | None) -> bool:
 
 @contextmanager
 def raw_copy(raw: Path, origin: Path | None) -> Iterator[tuple[Path, list[dict[str, str]]]]:
-    """The raw folder to read: a new copy of ``origin`` (renamed to ``raw`` on success), or ``raw`` as it is."""
+    """The raw folder to read: a new copy of ``origin`` (renamed to ``raw`` on success), or ``raw`` as it is; and
+    what the copy left out (recorded in the copy, so preparing from ``raw`` again reports it too)."""
     if origin is None or (raw.exists() and origin.resolve() == raw.resolve()):
-        yield raw, []
+        record = raw / COPY_RECORD
+        yield raw, json.loads(record.read_text()) if record.is_file() else []
         return
     with atomic_path(raw, directory=True) as staging:
-        yield staging, copy_source(origin, staging)
+        skipped = copy_source(origin, staging)
+        if skipped:
+            (staging / COPY_RECORD).write_text(json.dumps(skipped, indent=1))
+        yield staging, skipped
 
 
 def source_to_read(name: str, raw: Path, origin: Path | None, settings: ImportSettings) -> Path | None:

@@ -59,6 +59,10 @@ def is_image_name(name: str) -> bool:
     return any(name.lower().endswith(suffix) for suffix in IMAGE_SUFFIXES)
 
 
+COPY_RECORD = ".import-skipped.json"
+"""In ``raw/NAME``: what the copy from the source left out, and why (so preparing again reports it too)."""
+
+
 def ignored_reason(name: str, folder: bool) -> str | None:
     """Why a file or folder is not part of the photos (hidden, system, macOS metadata); None if it may be."""
     if folder and name.lower() in SYSTEM_FOLDERS:
