@@ -14,7 +14,17 @@ import pytest
 
 @pytest.mark.slow
 def test_the_import_benchmark_records_rates_and_memory(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "image_classifier.bench.imports", "--work", str(tmp_path), "--sizes", "100,200"]
+    command = [
+        sys.executable,
+        "-m",
+        "image_classifier.bench.imports",
+        "--work",
+        str(tmp_path),
+        "--sizes",
+        "100,200",
+        "--rounds",
+        "1",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     records = json.loads((tmp_path / "imports.json").read_text())

@@ -1,11 +1,13 @@
 """Benchmark: importing a user's photos. Photos/s and peak memory for 2,000 and 20,000 generated photos.
 
 Each case imports a folder of class folders of small generated JPEGs in a child process (decoding on every
-core) while this process samples the memory of the child and its workers; then each size again on one
-process, the rate the parallel one is compared with. Goals: peak memory within 10 % between 2,000 and
-20,000 photos, and at least 1.5x the one-process rate with 2 or more cores, at 20,000 photos.
+core) while this process samples the memory of the child and its workers, alternating with the same import
+on one process, the rate the parallel one is compared with. Each case runs ``--rounds`` times and the
+fastest is kept. Goals: peak memory within 10 % between 2,000 and 20,000 photos, and at least 1.5x the
+one-process rate with 2 or more cores, at 20,000 photos.
 
-``python -m image_classifier.bench.imports [--work DIR] [--sizes 2000,20000]``; ``invoke bench`` runs it too.
+``python -m image_classifier.bench.imports [--work DIR] [--sizes 2000,20000] [--rounds N]``; ``invoke bench``
+runs it too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,6 +38,7 @@ PHOTO_SIDE = 64
 SIZES = (2_000, 20_000)
 MEMORY_GOAL = 0.10
 SPEEDUP_GOAL = 1.5
+ROUNDS = 3
 
 
 def generate_photos(folder: Path, count: int) -> Path:
@@ -122,17 +126,26 @@ def run_one(spec: dict[str, Any]) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start}))
 
 
-def import_records(work: Path, sizes: tuple[int, ...] = SIZES) -> list[dict[str, Any]]:
-    """The import of each size on every core, then on one process."""
+def import_records(work: Path, sizes: tuple[int, ...] = SIZES, rounds: int = ROUNDS) -> list[dict[str, Any]]:
+    """The import of each size on every core and on one process, alternately, ``rounds`` times: the fastest of
+    each (this machine's disk and neighbours vary from run to run), with the highest peak memory of any."""
+    best: dict[tuple[int, int], dict[str, Any]] = {}
+    for count in sizes:
+        source = generate_photos(work / f"photos_{count}", count)
+        for _ in range(rounds):
+            for workers in (default_workers(), 1):
+                shutil.rmtree(work / "data", ignore_errors=True)
+                os.sync()  # the last import's files are on disk before this one is timed
+                record = measure_import(source, work, count, workers)
+                kept = best.setdefault((count, workers), record)
+                peaks = {key: max(record[key], kept[key]) for key in ("peak_rss_mb", "peak_pss_mb")}
+                best[(count, workers)] = {**max(record, kept, key=lambda r: r["photos_per_s"]), **peaks}
     records = []
     for workers in (default_workers(), 1):
         for count in sizes:
             label = f"import {count:,} photos" + (" (1 process)" if workers == 1 else "")
-            console.print(f"[bold]{label}[/] ...", end=" ")
-            source = generate_photos(work / f"photos_{count}", count)
-            record = measure_import(source, work, count, workers)
-            records.append({**record, "case": label, **({"reference": True} if workers == 1 else {})})
-            console.print(f"{records[-1]['photos_per_s']:,.0f} photos/s")
+            records.append({**best[(count, workers)], "case": label, **({"reference": True} if workers == 1 else {})})
+            console.print(f"[bold]{label}[/]: {records[-1]['photos_per_s']:,.0f} photos/s (best of {rounds})")
     return records
 
 
@@ -182,12 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m image_classifier.bench.imports", description=__doc__)
     parser.add_argument("--work", type=Path, default=Path("outputs/bench/imports"), help="photos and imports")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="photo counts (default 2000,20000)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"runs of each case, the fastest kept ({ROUNDS})")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_one:
         run_one(json.loads(args.run_one))
         return 0
-    records = import_records(args.work, tuple(int(size) for size in args.sizes.split(",")))
+    records = import_records(args.work, tuple(int(size) for size in args.sizes.split(",")), args.rounds)
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "imports.json").write_text(json.dumps(records, indent=2))
     print_import_table(records)

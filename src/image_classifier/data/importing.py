@@ -27,7 +27,9 @@ WARNINGS_SHOWN = 10
 
 
 def add_report_options(parser: argparse._ActionsContainer) -> None:
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="processes decoding or hashing, threads copying (default: one per core)"
+    )
     parser.add_argument(
         "--reports", type=Path, default=None, help="where reports go (default: reports/data under the project)"
     )

@@ -31,6 +31,8 @@ JPEG_QUALITY = 95
 T = TypeVar("T")
 R = TypeVar("R")
 CHUNK = 16
+SHARDS = 64
+"""Subfolders the decoded photos are spread over: files created in one folder wait on each other."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +60,20 @@ class Skipped:
     reason: str
 
 
+def decoded_name(index: int, suffix: str) -> str:
+    """Where photo ``index`` is written in the output folder (one of :data:`SHARDS` subfolders, made by the caller)."""
+    return f"{index % SHARDS}/{index}{suffix}"
+
+
 def decode_one(task: tuple[int, str], out: str, settings: PrepareSettings) -> Decoded | Skipped:
-    """Check photo ``task = (index, path)``; write what is kept to ``out/<index><suffix>`` and describe it."""
+    """Check photo ``task = (index, path)``; write what is kept to ``out/``:func:`decoded_name` and describe it."""
     index, path = task
     result = check_image(Path(path), settings)
     if isinstance(result, Rejected):
         return Skipped(index, result.reason)
     payload = result.data if result.data is not None else encode_jpeg(result.image, JPEG_QUALITY)
     suffix = result.suffix.lower()
-    Path(out, f"{index}{suffix}").write_bytes(payload)
+    Path(out, decoded_name(index, suffix)).write_bytes(payload)
     return Decoded(
         index,
         suffix,
@@ -128,6 +135,8 @@ def decode_all(
     paths: Iterable[str], total: int, out: Path, settings: PrepareSettings, workers: int = 0, desc: str = "import"
 ) -> Iterator[Decoded | Skipped]:
     """Decode the ``total`` photos at ``paths`` into ``out`` (see :func:`decode_one`), in the order they finish."""
+    for shard in range(SHARDS):
+        (out / str(shard)).mkdir(exist_ok=True)
     decode = functools.partial(decode_one, out=str(out), settings=settings)  # sent once a chunk, not once a photo
     return parallel_map(decode, enumerate(paths), total, workers, desc)
 

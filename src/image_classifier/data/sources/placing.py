@@ -19,7 +19,7 @@ import numpy as np
 from image_classifier.data.layout import SPLITS
 from image_classifier.data.quality import PhotoTable
 from image_classifier.data.sources.base import PrepareSettings
-from image_classifier.data.sources.decode import Decoded, decode_all
+from image_classifier.data.sources.decode import SHARDS, Decoded, decode_all, decoded_name
 from image_classifier.data.sources.discover import Found
 from image_classifier.data.sources.user_splits import assign_splits, check_split_sizes
 
@@ -62,7 +62,7 @@ class Column(Sequence[str]):
 def decode_found(
     found: Found, folder: Path, incoming: Path, settings: PrepareSettings, workers: int, desc: str
 ) -> tuple[np.ndarray, list[str], list[dict[str, str]], Counter[str]]:
-    """Decode every photo into ``incoming/<i><suffix>``: the records, the suffixes, the skipped, the conversions."""
+    """Decode every photo into ``incoming``: the records, the suffixes, the skipped, the conversions."""
     records = np.zeros(len(found), dtype=RECORD)
     suffixes: list[str] = []
     skipped: list[dict[str, str]] = []
@@ -138,7 +138,7 @@ class Placement:
         return f"{SPLITS[record['split']]}/{self.classes[self.labels[row]]}/{name}"
 
     def move(self, incoming: Path, staging: Path) -> None:
-        """Move each photo from ``incoming/<i><suffix>`` to its place under ``staging``."""
+        """Move each photo from ``incoming`` to its place under ``staging``, and remove ``incoming``."""
         made: set[str] = set()
         for row, source in enumerate(self.sources.tolist()):
             folder, name = self.path(row).rsplit("/", 1)
@@ -146,7 +146,10 @@ class Placement:
                 (staging / folder).mkdir(parents=True, exist_ok=True)
                 made.add(folder)
             suffix = self.suffixes[self.records[row]["suffix"]]
-            os.rename(f"{incoming}/{source}{suffix}", f"{staging}/{folder}/{name}")
+            os.rename(f"{incoming}/{decoded_name(source, suffix)}", f"{staging}/{folder}/{name}")
+        for shard in range(SHARDS):
+            (incoming / str(shard)).rmdir()
+        incoming.rmdir()
 
     def table(self, rows: np.ndarray | None = None) -> PhotoTable:
         """The placed photos (``rows`` of them; all by default), as the quality report reads them."""

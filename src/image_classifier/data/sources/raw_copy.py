@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import queue
 import shutil
-import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from image_classifier.data.sources.archive import is_archive, unpack
@@ -29,76 +29,67 @@ def source_kind(source: Path) -> str:
     raise DataError(f"--source {source} is not a folder, an archive or a CSV/TSV list; {ACCEPTED_LAYOUTS}.")
 
 
-def copy_source(source: Path, dest: Path) -> list[dict[str, str]]:
-    """Copy ``source`` into the empty folder ``dest``; the entries that could not be copied, with reasons."""
+def copy_source(source: Path, dest: Path, threads: int = 0) -> list[dict[str, str]]:
+    """Copy ``source`` into the empty folder ``dest`` (a folder on ``threads`` threads, 0: one per core); the
+    entries that could not be copied, with reasons."""
     kind = source_kind(source)
     if kind == "archive":
         unpack(source, dest)
         return []
     if kind == "list":
         return copy_list(source, dest)
-    return copy_tree(source, dest)
+    return copy_tree(source, dest, threads)
 
 
-def copy_tree(source: Path, dest: Path) -> list[dict[str, str]]:
+def copy_tree(source: Path, dest: Path, threads: int = 0) -> list[dict[str, str]]:
     """Copy the folder ``source``, following links but not into a loop; hidden and system folders are left out.
 
-    Files are copied on one thread per core (the copies run in the kernel, outside the GIL).
+    Folders are copied on one thread per core, each thread a whole folder at a time (the copies run in the
+    kernel, outside the GIL, and files created in one folder would wait on each other).
     """
     skipped: list[dict[str, str]] = []
-    seen: set[tuple[int, int]] = set()
-    with FileCopier(skipped) as copier:
-        for folder, folders, files in os.walk(source, followlinks=True):
-            relative = Path(folder).relative_to(source)
-            status = os.stat(folder)
-            if (status.st_dev, status.st_ino) in seen:
-                skipped.append({"path": f"{relative.as_posix()}/", "reason": "symlink loop (a folder already read)"})
-                folders[:] = []
-                continue
-            seen.add((status.st_dev, status.st_ino))
-            for name in sorted(folders):
-                reason = ignored_reason(name, True)
-                if reason is not None:
-                    skipped.append({"path": f"{(relative / name).as_posix()}/", "reason": reason})
-            folders[:] = sorted(name for name in folders if ignored_reason(name, True) is None)
-            (dest / relative).mkdir(parents=True, exist_ok=True)
-            for name in sorted(files):
-                copier.copy(f"{folder}/{name}", f"{dest / relative}/{name}", (relative / name).as_posix())
+    folders = list(folders_to_copy(source, skipped))
+    with ThreadPoolExecutor(threads or default_workers()) as pool:
+        for problems in pool.map(lambda relative: copy_folder(source, dest, relative), folders):
+            skipped += problems
     skipped.sort(key=lambda entry: entry["path"])
     return skipped
 
 
-class FileCopier:
-    """Copies files on background threads, a bounded queue ahead; a file that cannot be copied is noted in
-    ``skipped`` with its reason."""
+def folders_to_copy(source: Path, skipped: list[dict[str, str]]) -> Iterator[Path]:
+    """Each folder under ``source`` (itself first) to copy, relative to it; loops, hidden and system folders
+    are noted in ``skipped`` instead."""
+    seen: set[tuple[int, int]] = set()
+    for folder, folders, _ in os.walk(source, followlinks=True):
+        relative = Path(folder).relative_to(source)
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in seen:
+            skipped.append({"path": f"{relative.as_posix()}/", "reason": "symlink loop (a folder already read)"})
+            folders[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for name in sorted(folders):
+            reason = ignored_reason(name, True)
+            if reason is not None:
+                skipped.append({"path": f"{(relative / name).as_posix()}/", "reason": reason})
+        folders[:] = sorted(name for name in folders if ignored_reason(name, True) is None)
+        yield relative
 
-    def __init__(self, skipped: list[dict[str, str]], threads: int = 0) -> None:
-        self.skipped = skipped
-        self.queue: queue.Queue[tuple[str, str, str] | None] = queue.Queue(maxsize=256)
-        self.threads = [threading.Thread(target=self._work, daemon=True) for _ in range(threads or default_workers())]
 
-    def __enter__(self) -> FileCopier:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def copy(self, source: str, target: str, shown: str) -> None:
-        self.queue.put((source, target, shown))
-
-    def _work(self) -> None:
-        while (task := self.queue.get()) is not None:
-            source, target, shown = task
-            try:
-                shutil.copyfile(source, target)
-            except OSError as error:
-                reason = "broken symlink" if os.path.islink(source) else f"unreadable: {error.strerror}"
-                self.skipped.append({"path": shown, "reason": reason})
-
-    def __exit__(self, *exc_info: object) -> None:
-        for _ in self.threads:
-            self.queue.put(None)
-        for thread in self.threads:
-            thread.join()
+def copy_folder(source: Path, dest: Path, relative: Path) -> list[dict[str, str]]:
+    """Copy the files directly in ``source/relative``; the ones that could not be copied, with reasons."""
+    skipped = []
+    (dest / relative).mkdir(parents=True, exist_ok=True)
+    with os.scandir(source / relative) as entries:
+        names = sorted(entry.name for entry in entries if not entry.is_dir())
+    for name in names:
+        try:
+            shutil.copyfile(source / relative / name, dest / relative / name)
+        except OSError as error:
+            broken = os.path.islink(source / relative / name)
+            reason = "broken symlink" if broken else f"unreadable: {error.strerror}"
+            skipped.append({"path": (relative / name).as_posix(), "reason": reason})
+    return skipped
 
 
 def copy_list(list_file: Path, dest: Path) -> list[dict[str, str]]:

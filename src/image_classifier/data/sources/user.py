@@ -52,7 +52,7 @@ class ImportedSource:
 
     name: str
     workers: int = 0
-    """Decoding processes (0: one per core)."""
+    """Copying threads and decoding processes (0: one per core)."""
     settings_key: ClassVar[str] = "prepare"
     generated: ClassVar[bool] = False
 
@@ -69,7 +69,7 @@ def is_import_config(prepare: Mapping[str, Any] | None) -> bool:
 
 
 @contextmanager
-def raw_copy(raw: Path, origin: Path | None) -> Iterator[tuple[Path, list[dict[str, str]]]]:
+def raw_copy(raw: Path, origin: Path | None, workers: int = 0) -> Iterator[tuple[Path, list[dict[str, str]]]]:
     """The raw folder to read: a new copy of ``origin`` (renamed to ``raw`` on success), or ``raw`` as it is; and
     what the copy left out (recorded in the copy, so preparing from ``raw`` again reports it too)."""
     if origin is None or (raw.exists() and origin.resolve() == raw.resolve()):
@@ -77,7 +77,7 @@ def raw_copy(raw: Path, origin: Path | None) -> Iterator[tuple[Path, list[dict[s
         yield raw, json.loads(record.read_text()) if record.is_file() else []
         return
     with atomic_path(raw, directory=True) as staging:
-        skipped = copy_source(origin, staging)
+        skipped = copy_source(origin, staging, workers)
         if skipped:
             (staging / COPY_RECORD).write_text(json.dumps(skipped, indent=1))
         yield staging, skipped
@@ -108,7 +108,7 @@ def import_photos(
     """Copy ``origin`` into ``root/raw/name`` (or read the copy there) and prepare it; all or nothing."""
     raw = root / "raw" / name
     origin = source_to_read(name, raw, Path(origin).expanduser().absolute() if origin else None, settings)
-    with raw_copy(raw, origin) as (folder, copy_skipped):
+    with raw_copy(raw, origin, workers) as (folder, copy_skipped):
         found = find_in_raw(folder, settings, origin)
         found.skipped[:0] = copy_skipped
         check_classes(found, origin or raw)
@@ -136,7 +136,6 @@ def write_import(
     placement = Placement(found, records, suffixes, settings)
     del records  # the placement holds them, in manifest order
     placement.move(incoming, staging)
-    incoming.rmdir()
     rows = np.arange(len(placement))
     report = analyse(placement.table(rows), skipped, settings.near_duplicate_distance)
     if settings.dedupe:
