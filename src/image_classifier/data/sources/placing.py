@@ -153,12 +153,12 @@ class Placement:
 
     def table(self, rows: np.ndarray | None = None) -> PhotoTable:
         """The placed photos (``rows`` of them; all by default), as the quality report reads them."""
+        records, labels = (self.records, self.labels) if rows is None else (self.records[rows], self.labels[rows])
         rows = np.arange(len(self)) if rows is None else rows
-        records = self.records if len(rows) == len(self) else self.records[rows]
         return PhotoTable(
             self.classes,
             records["split"],
-            self.labels if len(rows) == len(self) else self.labels[rows],
+            labels,
             Column(self.path, rows),
             Column(lambda row: self.found.origins[self.sources[row]], rows),
             records["sizes"],

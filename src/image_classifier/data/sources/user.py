@@ -136,18 +136,18 @@ def write_import(
     placement = Placement(found, records, suffixes, settings)
     del records  # the placement holds them, in manifest order
     placement.move(incoming, staging)
-    rows = np.arange(len(placement))
-    report = analyse(placement.table(rows), skipped, settings.near_duplicate_distance)
+    photos = placement.table()
+    report = analyse(photos, skipped, settings.near_duplicate_distance)
     if settings.dedupe:
         removed = leaked_copies(report)
         gone = {entry["path"] for entry in removed}
         for path in gone:
             (staging / path).unlink()
-        rows = rows[[placement.path(row) not in gone for row in rows.tolist()]]
-        report = {**analyse(placement.table(rows), skipped, settings.near_duplicate_distance), "removed": removed}
+        photos = placement.table(np.flatnonzero([placement.path(row) not in gone for row in range(len(placement))]))
+        report = {**analyse(photos, skipped, settings.near_duplicate_distance), "removed": removed}
     (staging / "quality.json").write_text(json.dumps(report, indent=2))
     extra = {"converted": converted, "layout": found.layout, "removed_duplicates": len(report["removed"])}
-    write_index(staging, found.classes, manifest_rows(staging, placement.table(rows)), provenance, skipped, extra)
+    write_index(staging, found.classes, manifest_rows(staging, photos), provenance, skipped, extra)
 
 
 def manifest_rows(staging: Path, photos: PhotoTable) -> Iterator[dict[str, Any]]:
