@@ -175,6 +175,10 @@ def test_bad_references_and_stages_are_one_line_errors(registry: Registry, capsy
         f"error: No version of {NAME} is in stage 'staging'."
     )
     assert one_line(capsys, [*repo, "resolve", "Not A Name"]).startswith("error: ")
+    (registry.root.parent / "not-a-repo").mkdir()
+    assert one_line(capsys, ["--repo", str(registry.root.parent / "not-a-repo"), "resolve", f"{NAME}@v1.0.0"]) == (
+        f"error: {registry.root.parent / 'not-a-repo'} is not a git repository"
+    )
     with pytest.raises(SystemExit):
         main([*repo, "promote", NAME, "--version", "v1.0.0", "--stage", "qa"])  # argparse: not a choice
 

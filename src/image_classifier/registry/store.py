@@ -53,12 +53,13 @@ def commit_paths(root: Path, paths: list[str], message: str) -> None:
 
 @contextlib.contextmanager
 def gto_errors() -> Iterator[None]:
-    """GTO's exceptions as one-line :class:`RegistryError` s."""
+    """GTO's exceptions (and those of the git library under it) as one-line :class:`RegistryError` s."""
     from gto.exceptions import GTOException
+    from scmrepo.exceptions import SCMError
 
     try:
         yield
-    except GTOException as error:
+    except (GTOException, SCMError) as error:
         raise RegistryError(str(error).splitlines()[0]) from None
 
 
