@@ -57,8 +57,8 @@ def _torchrun(rdzv: str, rdzv_id: str, overrides: list[str], max_restarts: int) 
     ]  # fmt: skip
 
 
-def _on_loopback(overrides: list[str], max_restarts: int = 2) -> Job:
-    rdzv, rdzv_id = f"127.0.0.1:{_free_port()}", uuid.uuid4().hex
+def _on_loopback(overrides: list[str], max_restarts: int = 2, port: int | None = None) -> Job:
+    rdzv, rdzv_id = f"127.0.0.1:{port or _free_port()}", uuid.uuid4().hex
     return Job.here({node: _torchrun(rdzv, rdzv_id, overrides, max_restarts) for node in NODES})
 
 
@@ -155,7 +155,7 @@ def _worker_appears(job: Job, rank: int, timeout: float = 900) -> psutil.Process
     return worker
 
 
-def _check_one_line_within_the_setup_timeout(job: Job, survivor: str) -> None:
+def _check_one_line_within_the_setup_timeout(job: Job, survivor: str, lost_rank: int) -> None:
     """The surviving node's worker names the missing rank in one line, at most the set-up timeout after joining."""
     codes = job.wait(timeout=900)
     assert codes[survivor] != 0, job.tails()
@@ -165,8 +165,25 @@ def _check_one_line_within_the_setup_timeout(job: Job, survivor: str) -> None:
     assert len(errors) == 1 and joined, job.tails()
     (failed, line), started = errors[0], joined[0]
     limit = f"within trainer.dist_setup_timeout_s={SETUP_TIMEOUT_S} s"
-    assert line.startswith(f"error: rank 0: rank 1 did not join the process group {limit}"), line
+    expected = f"error: rank {1 - lost_rank}: rank {lost_rank} did not join the process group {limit}"
+    assert line.startswith(expected), line
     assert failed - started < SETUP_TIMEOUT_S + 5, (failed - started, job.tails())
+
+
+def _store_node(job: Job, port: int) -> str:
+    """The node whose agent hosts the rendezvous store (it listens on the rendezvous port). Losing that node ends
+    the job in torchrun itself, whose agents lose their store: the case tested here is losing the other one."""
+    for name in NODES:
+        agent = psutil.Process(job.processes[name].pid)
+        for process in (agent, *agent.children(recursive=True)):
+            with contextlib.suppress(psutil.Error):
+                if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in process.net_connections()):
+                    return name
+    raise AssertionError(f"no agent listens on the rendezvous port {port}:\n{job.tails()}")
+
+
+def _rank(worker: psutil.Process) -> int:
+    return int(worker.environ()["RANK"])
 
 
 def _gone_for_good(data_root: Path, tmp_path: Path) -> list[str]:
@@ -178,13 +195,18 @@ def _gone_for_good(data_root: Path, tmp_path: Path) -> list[str]:
 def test_a_node_lost_before_its_worker_joins_fails_the_job_in_one_line_within_the_setup_timeout(
     data_root: Path, tmp_path: Path
 ) -> None:
-    """Node 1's agent and worker die right after the rendezvous (trainer.dist_timeout_s stays 600 s)."""
-    job = _on_loopback(_gone_for_good(data_root, tmp_path), max_restarts=0)
-    worker = _worker_appears(job, rank=1)
-    node = next(name for name in NODES if worker in job.workers(name))
+    """A node's agent and worker die right after the rendezvous (trainer.dist_timeout_s stays 600 s)."""
+    port = _free_port()
+    job = _on_loopback(_gone_for_good(data_root, tmp_path), max_restarts=0, port=port)
+    for rank in (0, 1):  # both workers started: the rendezvous is over
+        _worker_appears(job, rank)
+    survivor = _store_node(job, port)
+    node = next(name for name in NODES if name != survivor)
+    (worker,) = job.workers(node)
+    lost_rank = _rank(worker)
     os.killpg(job.processes[node].pid, 9)
     worker.kill()
-    _check_one_line_within_the_setup_timeout(job, survivor=next(name for name in NODES if name != node))
+    _check_one_line_within_the_setup_timeout(job, survivor, lost_rank)
 
 
 @pytest.mark.slow
@@ -192,7 +214,10 @@ def test_a_host_lost_before_its_worker_joins_fails_the_job_in_one_line_within_th
     two_hosts: tuple[Host, Host], data_root: Path, tmp_path: Path
 ) -> None:
     job = _on_hosts(two_hosts, _gone_for_good(data_root, tmp_path), max_restarts=0)
-    worker = _worker_appears(job, rank=1)
-    lost = next(host for host in two_hosts if worker in job.workers(host))
+    for rank in (0, 1):  # both workers started: the rendezvous is over
+        _worker_appears(job, rank)
+    store, lost = two_hosts  # the rendezvous endpoint is the first host's: losing it ends the job in torchrun itself
+    (worker,) = job.workers(lost)
+    lost_rank = _rank(worker)
     lost.disconnect()
-    _check_one_line_within_the_setup_timeout(job, survivor=next(h.netns for h in two_hosts if h is not lost))
+    _check_one_line_within_the_setup_timeout(job, store.netns, lost_rank)
