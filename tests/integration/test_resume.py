@@ -54,6 +54,9 @@ def _interrupted(compose_config: ComposeFn, overrides: list[str], run_dir: Path)
         train(compose_config("train", overrides, output_dir=run_dir))
     done.set()
     watcher.join()
+    for thread in threading.enumerate():  # as the interpreter does on exit: a write handed over lands on disk
+        if thread.name == "checkpoint-writer":
+            thread.join()
     assert not (run_dir / "metrics.json").exists()
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["training_state"]
 
