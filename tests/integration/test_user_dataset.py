@@ -61,7 +61,7 @@ def test_an_interrupted_reimport_keeps_the_data_that_was_there(tmp_path, monkeyp
     command += ["--root", str(project.data), "--workers", "2"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ})
     processed = project.data / "processed"
-    while process.poll() is None and not list(processed.glob(".pets.*.partial/.incoming/*")):
+    while process.poll() is None and not list(processed.glob(".pets.*.partial/.incoming/*/*")):  # decoding
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     _, error = process.communicate(timeout=120)

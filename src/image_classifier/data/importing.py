@@ -87,7 +87,12 @@ def import_main(args: argparse.Namespace) -> int:
         print(f"interrupted: nothing was kept, {target} and {root / 'raw' / name} are as they were", file=sys.stderr)
         return 130
     report = json.loads((target / "quality.json").read_text())
-    markdown = write_report(name, target, report, reports_dir(args, name))
+    try:
+        markdown = write_report(name, target, report, reports_dir(args, name))
+    except KeyboardInterrupt:
+        print(f"interrupted: {target} is prepared but its report and data config are not written; import again "
+              "with --force to finish", file=sys.stderr)  # fmt: skip
+        return 130
     print(f"{name} ready in {target} ({summary_counts(prepared.summary)})")
     print_quality(report, markdown)
     if args.config is None:
