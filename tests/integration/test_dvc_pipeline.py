@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,17 +10,9 @@ import pytest
 import yaml
 from dvc.utils.hydra import compose_and_dump
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROJECT_FILES = (
-    "configs",
-    "src",
-    "dvc.yaml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    "data/.gitignore",
-)
+from tests.conftest import REPO_ROOT
+from tests.helpers.dvc_project import copy_project
+
 TINY = {
     "data": {
         "image_size": 32,
@@ -41,16 +32,7 @@ def run(repo: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project's pipeline files in a new git repo, the pipeline config made tiny."""
-    repo = tmp_path_factory.mktemp("project") / "image-classifier"
-    for name in PROJECT_FILES:
-        source, target = REPO_ROOT / name, repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, target)
-    (repo / "data" / "raw").mkdir()
-    (repo / "data" / "raw" / ".gitkeep").touch()
+    repo = copy_project(tmp_path_factory.mktemp("project") / "image-classifier")
     pipeline = repo / "configs" / "pipeline.yaml"
     pipeline.write_text(pipeline.read_text() + "\n" + yaml.safe_dump(TINY))
     compose_and_dump(repo / "params.yaml", str(repo / "configs"), None, "pipeline", str(repo), [])

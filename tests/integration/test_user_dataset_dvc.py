@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,19 +12,8 @@ from pathlib import Path
 import pytest
 from dvc.utils.hydra import compose_and_dump
 
-from tests.conftest import REPO_ROOT
+from tests.helpers.dvc_project import copy_project
 from tests.helpers.photos import photo_folders
-
-PROJECT_FILES = (
-    "configs",
-    "src",
-    "dvc.yaml",
-    ".dvcignore",
-    ".gitignore",
-    ".dvc/config",
-    ".dvc/.gitignore",
-    "data/.gitignore",
-)
 
 
 def run(repo: Path, *args: str) -> str:
@@ -36,16 +24,7 @@ def run(repo: Path, *args: str) -> str:
 
 
 def new_repo(base: Path) -> Path:
-    repo = base / "project"
-    for name in PROJECT_FILES:
-        target = repo / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (REPO_ROOT / name).is_dir():
-            shutil.copytree(REPO_ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(REPO_ROOT / name, target)
-    (repo / "data" / "raw").mkdir()
-    (repo / "data" / "raw" / ".gitkeep").touch()
+    repo = copy_project(base / "project")
     run(repo, "git", "init", "-q")
     return repo
 
